@@ -1,0 +1,387 @@
+// Package policy decides which registry serves a client address, and says
+// why. It is pure: the facts about an address come through the small
+// interfaces declared here, rules and overrides are compiled into an
+// immutable snapshot that is swapped whole, and a decision never locks,
+// never waits on I/O and allocates only its redirect URL.
+//
+// The decision order (DESIGN.md): cidr (longest prefix) > asn >
+// cloud+region > cloud > country > continent > default. Within a kind an
+// override beats a static rule; a registry that is down is skipped and
+// the search goes on; when nothing healthy matches, the default registry
+// is used even if it is down.
+package policy
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reghost/reghost/internal/rules"
+)
+
+// ASNSource maps an address to its autonomous system.
+type ASNSource interface {
+	ASN(addr netip.Addr) (asn uint32, org string, ok bool)
+}
+
+// CountrySource maps an address to its country and continent codes.
+type CountrySource interface {
+	Country(addr netip.Addr) (country, continent string, ok bool)
+}
+
+// CloudSource maps an address to the cloud provider and region that
+// publish it, the most specific published prefix winning.
+type CloudSource interface {
+	Cloud(addr netip.Addr) (provider, region string, ok bool)
+}
+
+// Health says whether a registry is up. Until health checks run,
+// everything is up.
+type Health interface {
+	Up(registry string) bool
+}
+
+// Sources are where facts come from. A nil source has no data: rules of
+// its kinds never match.
+type Sources struct {
+	ASN     ASNSource
+	Country CountrySource
+	Cloud   CloudSource
+	Health  Health
+}
+
+// Facts are what the engine knew about an address. Zero values mean
+// unknown. Decide fills in only what it consulted; Explain fills in all.
+type Facts struct {
+	ASN       uint32 `json:"asn,omitempty"`
+	ASOrg     string `json:"as_org,omitempty"`
+	Country   string `json:"country,omitempty"`
+	Continent string `json:"continent,omitempty"`
+	Cloud     string `json:"cloud,omitempty"`
+	Region    string `json:"region,omitempty"`
+}
+
+// Decision is where a client goes, and why.
+type Decision struct {
+	Registry string // registry name
+	Host     string // registry host[:port]
+	Location string // full redirect URL
+	// Reason is the match that decided, such as "cidr:192.168.0.0/24",
+	// "asn:15169", "cloud:aws/us-east-2", "country:SE", or "default", or
+	// "fallback:<why>" when nothing healthy matched.
+	Reason string
+	// Source is "config", "override:<id>" or "default".
+	Source string
+	Facts  Facts
+	Trail  []Step // only from Explain
+}
+
+// Reasons for decisions that no rule made.
+const (
+	ReasonDefault = "default"
+	// FallbackUnhealthy: rules matched, but none of their registries was
+	// up, so the default (which is up) serves.
+	FallbackUnhealthy = "fallback:unhealthy"
+	// FallbackAllDown: nothing healthy matched and the default is down
+	// too; the default serves anyway (fail open).
+	FallbackAllDown = "fallback:all-down"
+	// FallbackNoAddress: the client address was not known.
+	FallbackNoAddress = "fallback:no-address"
+)
+
+// Step is one candidate the engine considered, for explain.
+type Step struct {
+	Match    string `json:"match"`              // "asn:15169", or "default"
+	Source   string `json:"source"`             // "config", "override:<id>", "default"
+	Registry string `json:"registry,omitempty"` // empty when the whole entry was skipped
+	Outcome  string `json:"outcome"`            // see the Outcome constants
+}
+
+// Outcomes recorded in a Step.
+const (
+	OutcomeChosen  = "chosen"
+	OutcomeDown    = "down"
+	OutcomeExpired = "expired"
+	OutcomeNoMatch = "no match" // the kind had rules, none matched the facts
+	OutcomeNoData  = "no data"  // the kind had rules, but no fact source knew the address
+)
+
+// Config is what New needs.
+type Config struct {
+	Registries []rules.Registry
+	Rules      []rules.Rule
+	Sources    Sources
+	Now        func() time.Time // nil: time.Now
+}
+
+// Engine makes decisions. It is safe for concurrent use; the setters may
+// be called at any time, from any goroutine.
+type Engine struct {
+	now func() time.Time
+
+	mu    sync.Mutex // serialises writers; readers never take it
+	state atomic.Pointer[state]
+}
+
+// state is the snapshot a decision reads.
+type state struct {
+	rs  *ruleset
+	src Sources
+}
+
+// New compiles the registries and static rules. Errors name the registry
+// or the rule (rules[i]) and what is wrong with it.
+func New(cfg Config) (*Engine, error) {
+	rs, err := compileRuleset(cfg.Registries, cfg.Rules, nil)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{now: cfg.Now}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.state.Store(&state{rs: rs, src: cfg.Sources})
+	return e, nil
+}
+
+// SetOverrides compiles overrides into a new snapshot and swaps it in.
+// An override that no longer validates (its registry was removed from the
+// config) is left out and reported in the error; the others apply.
+func (e *Engine) SetOverrides(ovs []rules.Override) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.state.Load()
+	l, err := compileOverrides(old.rs, ovs)
+	rs := *old.rs
+	rs.overrides = l
+	e.state.Store(&state{rs: &rs, src: old.src})
+	return err
+}
+
+// SetSources swaps the fact sources, for example after the cloud ranges
+// were reloaded.
+func (e *Engine) SetSources(update func(*Sources)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.state.Load()
+	src := old.src
+	update(&src)
+	e.state.Store(&state{rs: old.rs, src: src})
+}
+
+// ValidateOverride checks an override against the configured registries,
+// as SetOverrides would.
+func (e *Engine) ValidateOverride(o rules.Override) error {
+	return o.Validate(e.state.Load().rs.known)
+}
+
+// Registries returns the configured registries, the default marked.
+func (e *Engine) Registries() []Target {
+	return append([]Target(nil), e.state.Load().rs.targets...)
+}
+
+// Default returns the default registry.
+func (e *Engine) Default() Target {
+	rs := e.state.Load().rs
+	return rs.targets[rs.def]
+}
+
+// Decide chooses a registry for addr and builds the redirect for the
+// request path and raw query. The only error is ErrInvalidPath or
+// ErrInvalidQuery; the registry is chosen all the same.
+func (e *Engine) Decide(addr netip.Addr, path, rawQuery string) (Decision, error) {
+	return e.decide(addr, path, rawQuery, nil)
+}
+
+// Explain is Decide with every fact looked up and every candidate
+// recorded in the Trail.
+func (e *Engine) Explain(addr netip.Addr, path, rawQuery string) (Decision, error) {
+	trail := make([]Step, 0, 8)
+	return e.decide(addr, path, rawQuery, &trail)
+}
+
+func (e *Engine) decide(addr netip.Addr, path, rawQuery string, trail *[]Step) (Decision, error) {
+	st := e.state.Load()
+	d := st.choose(addr.Unmap(), e.now, trail)
+	if trail != nil {
+		d.Trail = *trail
+	}
+	t := &st.rs.targets[d.target]
+	d.Registry, d.Host = t.Name, t.Host
+	loc, err := t.Location(path, rawQuery)
+	d.Location = loc
+	return d.Decision, err
+}
+
+type choice struct {
+	Decision
+	target int
+}
+
+// choose walks the kinds in order. Facts are looked up only when a kind
+// that needs them has rules, unless explaining.
+func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) choice {
+	var c choice
+	rs := st.rs
+	layers := [2]*layer{rs.overrides, rs.static}
+	explain := trail != nil
+	matched := false
+	var nowNS int64
+
+	// try walks an entry chain and reports whether it chose a target.
+	try := func(e *entry) bool {
+		for ; e != nil; e = e.next {
+			matched = true
+			if e.expires != 0 {
+				if nowNS == 0 {
+					nowNS = now().UnixNano()
+				}
+				if nowNS >= e.expires {
+					record(trail, e.reason, e.source, "", OutcomeExpired)
+					continue
+				}
+			}
+			for _, t := range e.targets {
+				if st.src.Health != nil && !st.src.Health.Up(rs.targets[t].Name) {
+					record(trail, e.reason, e.source, rs.targets[t].Name, OutcomeDown)
+					continue
+				}
+				record(trail, e.reason, e.source, rs.targets[t].Name, OutcomeChosen)
+				c.target, c.Reason, c.Source = t, e.reason, e.source
+				return true
+			}
+		}
+		return false
+	}
+	has := func(n func(*layer) int) bool { return explain || n(layers[0]) > 0 || n(layers[1]) > 0 }
+
+	if !addr.IsValid() {
+		return st.fallback(c, FallbackNoAddress, trail)
+	}
+
+	// tryKind tries the override layer and then the static layer for one
+	// key, recording a miss for explain.
+	tryKind := func(fact string, pick func(*layer) *entry) bool {
+		found := false
+		for _, l := range layers {
+			if e := pick(l); e != nil {
+				found = true
+				if try(e) {
+					return true
+				}
+			}
+		}
+		if !found && explain {
+			record(trail, fact, "", "", OutcomeNoMatch)
+		}
+		return false
+	}
+	noData := func(kind string) { record(trail, kind, "", "", OutcomeNoData) }
+
+	if tryKind("cidr:"+addrString(addr, explain), func(l *layer) *entry { e, _ := l.cidr.Lookup(addr); return e }) {
+		return c
+	}
+	if has(func(l *layer) int { return len(l.asn) }) {
+		if asn, org, ok := lookupASN(st.src.ASN, addr); ok {
+			c.Facts.ASN, c.Facts.ASOrg = asn, org
+			if tryKind(kindFact("asn", asn, explain), func(l *layer) *entry { return l.asn[asn] }) {
+				return c
+			}
+		} else {
+			noData("asn")
+		}
+	}
+	if has(func(l *layer) int { return len(l.cloud) + len(l.cloudRegion) }) {
+		if p, r, ok := lookupCloud(st.src.Cloud, addr); ok {
+			c.Facts.Cloud, c.Facts.Region = p, r
+			if tryKind(factString(explain, "cloud:", p, "/", r), func(l *layer) *entry { return l.cloudRegion[cloudKey{p, r}] }) ||
+				tryKind(factString(explain, "cloud:", p), func(l *layer) *entry { return l.cloud[p] }) {
+				return c
+			}
+		} else {
+			noData("cloud")
+		}
+	}
+	if has(func(l *layer) int { return len(l.country) + len(l.continent) }) {
+		if cc, cont, ok := lookupCountry(st.src.Country, addr); ok {
+			c.Facts.Country, c.Facts.Continent = cc, cont
+			if tryKind(factString(explain, "country:", cc), func(l *layer) *entry { return l.country[cc] }) ||
+				tryKind(factString(explain, "continent:", cont), func(l *layer) *entry { return l.continent[cont] }) {
+				return c
+			}
+		} else {
+			noData("country")
+		}
+	}
+	if matched {
+		return st.fallback(c, FallbackUnhealthy, trail)
+	}
+	return st.fallback(c, ReasonDefault, trail)
+}
+
+// fallback sends the client to the default registry, up or not.
+func (st *state) fallback(c choice, why string, trail *[]Step) choice {
+	c.target, c.Reason, c.Source = st.rs.def, why, ReasonDefault
+	name := st.rs.targets[st.rs.def].Name
+	if st.src.Health != nil && !st.src.Health.Up(name) {
+		record(trail, ReasonDefault, ReasonDefault, name, OutcomeDown)
+		if why != FallbackNoAddress {
+			c.Reason = FallbackAllDown
+		}
+	}
+	record(trail, ReasonDefault, ReasonDefault, name, OutcomeChosen)
+	return c
+}
+
+func lookupASN(s ASNSource, addr netip.Addr) (uint32, string, bool) {
+	if s == nil {
+		return 0, "", false
+	}
+	return s.ASN(addr)
+}
+
+func lookupCloud(s CloudSource, addr netip.Addr) (string, string, bool) {
+	if s == nil {
+		return "", "", false
+	}
+	return s.Cloud(addr)
+}
+
+func lookupCountry(s CountrySource, addr netip.Addr) (string, string, bool) {
+	if s == nil {
+		return "", "", false
+	}
+	return s.Country(addr)
+}
+
+// factString and friends build trail labels only when explaining, so
+// that Decide does not pay for strings nobody reads.
+func factString(explain bool, parts ...string) string {
+	if !explain {
+		return ""
+	}
+	return strings.Join(parts, "")
+}
+
+func kindFact(kind string, n uint32, explain bool) string {
+	if !explain {
+		return ""
+	}
+	return kind + ":" + strconv.FormatUint(uint64(n), 10)
+}
+
+func addrString(a netip.Addr, explain bool) string {
+	if !explain {
+		return ""
+	}
+	return a.String()
+}
+
+func record(trail *[]Step, match, source, registry, outcome string) {
+	if trail != nil {
+		*trail = append(*trail, Step{Match: match, Source: source, Registry: registry, Outcome: outcome})
+	}
+}

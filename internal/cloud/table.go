@@ -1,0 +1,92 @@
+package cloud
+
+import (
+	"maps"
+	"net/netip"
+
+	"github.com/gaissmai/bart"
+)
+
+// Table answers which published range holds an address. It is built whole
+// by NewTable or Load and never changed afterwards, so any number of
+// goroutines may use it, and a new one replaces it by swapping a pointer.
+// A nil *Table holds nothing.
+type Table struct {
+	// lpm maps each prefix to its index in ranges. A small value keeps
+	// the trie's nodes small; the Range is read only on a hit.
+	lpm    bart.Table[uint32]
+	ranges []Range
+	counts map[string]int
+}
+
+// NewTable builds a Table from sets of ranges, one Range per prefix.
+// When a prefix occurs more than once, within a set or across sets, the
+// first occurrence wins: pass the sets in order of trust. Load passes them
+// in the order of Providers. Prefixes are masked; invalid ones are ignored.
+func NewTable(sets ...[]Range) *Table {
+	n := 0
+	for _, s := range sets {
+		n += len(s)
+	}
+	t := &Table{ranges: make([]Range, 0, n), counts: make(map[string]int)}
+	for _, s := range sets {
+		for _, r := range s {
+			r.Prefix = normalizePrefix(r.Prefix)
+			if !r.Prefix.IsValid() {
+				continue
+			}
+			if _, dup := t.lpm.Get(r.Prefix); dup {
+				continue
+			}
+			t.lpm.Insert(r.Prefix, uint32(len(t.ranges)))
+			t.ranges = append(t.ranges, r)
+			t.counts[r.Provider]++
+		}
+	}
+	return t
+}
+
+// Lookup returns the range with the longest prefix that holds addr: the
+// most specific one, so an AWS regional prefix beats the GLOBAL one around
+// it. An IPv4-mapped IPv6 address is looked up as IPv4.
+func (t *Table) Lookup(addr netip.Addr) (Range, bool) {
+	if t == nil {
+		return Range{}, false
+	}
+	i, ok := t.lpm.Lookup(addr.Unmap())
+	if !ok {
+		return Range{}, false
+	}
+	return t.ranges[i], true
+}
+
+// Cloud is Lookup for the decision engine, which needs only the provider
+// and the region. It does not allocate.
+func (t *Table) Cloud(addr netip.Addr) (provider, region string, ok bool) {
+	if t == nil {
+		return "", "", false
+	}
+	i, ok := t.lpm.Lookup(addr.Unmap())
+	if !ok {
+		return "", "", false
+	}
+	r := &t.ranges[i]
+	return r.Provider, r.Region, true
+}
+
+// Len returns the number of prefixes in the table.
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.ranges)
+}
+
+// Counts returns how many prefixes of each provider the table holds,
+// after duplicates across providers were dropped. The map is a copy.
+func (t *Table) Counts() map[string]int {
+	if t == nil {
+		return map[string]int{}
+	}
+	return maps.Clone(t.counts)
+}

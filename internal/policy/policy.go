@@ -196,6 +196,16 @@ func (e *Engine) Decide(addr netip.Addr, path, rawQuery string) (Decision, error
 	return e.decide(addr, path, rawQuery, nil)
 }
 
+// Choose is Decide without a redirect URL, for callers that need only
+// the registry, such as the original "GET /" contract.
+func (e *Engine) Choose(addr netip.Addr) Decision {
+	st := e.state.Load()
+	c := st.choose(addr.Unmap(), e.now, nil)
+	t := &st.rs.targets[c.target]
+	c.Registry, c.Host = t.Name, t.Host
+	return c.Decision
+}
+
 // Explain is Decide with every fact looked up and every candidate
 // recorded in the Trail.
 func (e *Engine) Explain(addr netip.Addr, path, rawQuery string) (Decision, error) {

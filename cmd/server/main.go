@@ -1,0 +1,76 @@
+// Command server runs reghost: the public redirect listener and the admin
+// listener, from a config file or, without one, the embedded example.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/reghost/reghost/internal/app"
+	"github.com/reghost/reghost/internal/config"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (default: the embedded example, see internal/config/example.yaml)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	accessLog := fs.Bool("access-log", true, "log one line per public request")
+	printConfig := fs.Bool("print-example-config", false, "print the embedded example config and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *printConfig {
+		_, _ = stdout.Write(config.Example())
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "server: -log-level: %v\n", err)
+		return 2
+	}
+	out := newLogWriter(stdout)
+	defer out.Close()
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		logger.Error("config", "err", err)
+		return 1
+	}
+	if *configPath == "" {
+		logger.Info("no -config given; running with the embedded example config")
+	}
+	a, err := app.New(cfg, app.Options{Logger: logger, AccessLog: *accessLog})
+	if err != nil {
+		logger.Error("start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Serve(ctx); err != nil {
+		logger.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Parse(config.Example(), "embedded example config")
+	}
+	cfg, err := config.Load(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (run with no -config for the embedded example)", err)
+	}
+	return cfg, err
+}

@@ -1,0 +1,453 @@
+// Package app wires reghost's components from a config: GeoIP, cloud
+// ranges, the override store, the decision engine and both listeners. It
+// owns every goroutine it starts and stops them all when Serve returns.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/reghost/reghost/internal/cloud"
+	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/geo"
+	"github.com/reghost/reghost/internal/httpapi"
+	"github.com/reghost/reghost/internal/policy"
+	"github.com/reghost/reghost/internal/store"
+)
+
+// Options are the things a config file does not say.
+type Options struct {
+	Logger *slog.Logger // nil: discard
+	// Getenv reads REGHOST_ADMIN_TOKEN; nil: os.Getenv.
+	Getenv func(string) string
+	// AccessLog logs one line per public request.
+	AccessLog bool
+	// ShutdownTimeout bounds the wait for in-flight requests; 0: 10s.
+	ShutdownTimeout time.Duration
+	// CloudPollInterval is how often cloud range files are checked for
+	// changes; 0: 30s.
+	CloudPollInterval time.Duration
+}
+
+// App is a configured reghost server.
+type App struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	metrics *httpapi.Metrics
+	engine  *policy.Engine
+	geo     *geo.DB
+	store   store.Store
+	token   string
+
+	cloudMu   sync.Mutex
+	cloudSets []cloud.DataSet
+	cloudErr  error
+	cloudSeen map[string]time.Time // file -> mod time loaded
+
+	storeMu  sync.Mutex
+	storeErr error
+
+	public, admin     *http.Server
+	publicLn, adminLn net.Listener
+}
+
+// New opens everything the config names. Bad config or a bad data file
+// fails here, with the file and the problem; missing data files only
+// leave their rules inactive.
+func New(cfg *config.Config, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.CloudPollInterval == 0 {
+		opts.CloudPollInterval = 30 * time.Second
+	}
+	a := &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: httpapi.NewMetrics(), cloudSeen: map[string]time.Time{}}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close()
+		}
+	}()
+
+	var err error
+	a.geo, err = geo.Open(geo.Config{ASN: cfg.GeoIP.ASN, Country: cfg.GeoIP.Country, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	a.engine, err = policy.New(policy.Config{
+		Registries: cfg.Registries,
+		Rules:      cfg.Rules,
+		Sources:    policy.Sources{ASN: a.geo, Country: a.geo},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := a.loadCloud(true); err != nil {
+		return nil, err
+	}
+	a.store, err = openStore(cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.applyOverrides(context.Background()); err != nil {
+		return nil, err
+	}
+	a.token, err = a.adminToken()
+	if err != nil {
+		return nil, err
+	}
+
+	pub, err := httpapi.NewPublic(httpapi.PublicConfig{
+		Engine:         a.engine,
+		ClientIP:       httpapi.ClientIPConfig{Header: cfg.ClientIP.Header, TrustedProxies: cfg.ClientIP.TrustedProxies, XFFTrustedHops: cfg.ClientIP.XFFTrustedHops},
+		RedirectStatus: cfg.RedirectStatus,
+		Ready:          a.readiness,
+		Logger:         a.log,
+		Metrics:        a.metrics,
+		AccessLog:      opts.AccessLog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	adm, err := httpapi.NewAdmin(httpapi.AdminConfig{
+		Engine:   a.engine,
+		Store:    a.store,
+		Token:    a.token,
+		Apply:    a.applyOverrides,
+		DataSets: a.dataSets,
+		Logger:   a.log,
+		Metrics:  a.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.public = newServer(pub, a.log)
+	a.admin = newServer(adm, a.log)
+	ok = true
+	return a, nil
+}
+
+func newServer(h *echo.Echo, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store != "" {
+		return nil, fmt.Errorf("store: %q: only the embedded store (store: \"\") is built in so far", cfg.Store)
+	}
+	path := filepath.Join(cfg.DataDir, "overrides.json")
+	s, err := store.OpenFile(path, log)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return s, nil
+}
+
+// adminToken is, in order: the token file, REGHOST_ADMIN_TOKEN, or a
+// token generated now and written to data_dir/admin-token (mode 0600),
+// whose path is logged, never the token.
+func (a *App) adminToken() (string, error) {
+	if f := a.cfg.Admin.TokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("admin.token_file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if len(t) < 16 {
+			return "", fmt.Errorf("admin.token_file: %s: token shorter than 16 characters", f)
+		}
+		return t, nil
+	}
+	if t := strings.TrimSpace(a.opts.Getenv("REGHOST_ADMIN_TOKEN")); t != "" {
+		if len(t) < 16 {
+			return "", errors.New("REGHOST_ADMIN_TOKEN: shorter than 16 characters")
+		}
+		return t, nil
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	t := hex.EncodeToString(b[:])
+	path := filepath.Join(a.cfg.DataDir, "admin-token")
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	a.log.Warn("no admin token configured; generated one", "file", path)
+	return t, nil
+}
+
+// applyOverrides rebuilds the engine's overrides from the store. When
+// the store cannot be read the engine keeps its last snapshot.
+func (a *App) applyOverrides(ctx context.Context) error {
+	ovs, version, err := a.store.List(ctx)
+	a.storeMu.Lock()
+	a.storeErr = err
+	a.storeMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := a.engine.SetOverrides(ovs); err != nil {
+		a.log.Warn("some overrides do not apply", "version", version, "err", err)
+	}
+	a.log.Debug("overrides applied", "version", version, "count", len(ovs))
+	return nil
+}
+
+// loadCloud (re)loads the cloud range files that exist and have changed.
+// A missing file leaves its provider without ranges; a bad file keeps the
+// last good table. At start a bad file is an error.
+func (a *App) loadCloud(start bool) error {
+	files := map[string]string{}
+	changed := false
+	a.cloudMu.Lock()
+	defer a.cloudMu.Unlock()
+	for provider, file := range a.cfg.CloudRanges {
+		st, err := os.Stat(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			if start {
+				a.log.Warn("cloud ranges missing; rules for this provider are inactive", "provider", provider, "file", file)
+			}
+			if _, had := a.cloudSeen[file]; had {
+				changed = true
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cloud_ranges.%s: %w", provider, err)
+		}
+		files[provider] = file
+		if seen, had := a.cloudSeen[file]; !had || !seen.Equal(st.ModTime()) {
+			changed = true
+		}
+	}
+	if !changed && !start {
+		return nil
+	}
+	table, sets, err := cloud.Load(files)
+	if err != nil {
+		a.cloudErr = err
+		if start {
+			return err
+		}
+		a.log.Error("cloud ranges not reloaded; the last good ones keep serving", "err", err)
+		return err
+	}
+	a.cloudErr = nil
+	a.cloudSets = sets
+	clear(a.cloudSeen)
+	for _, s := range sets {
+		a.cloudSeen[s.File] = s.ModTime
+		a.metrics.SetDataSet("cloud/"+s.Provider, s.ModTime, s.LoadedAt)
+	}
+	a.engine.SetSources(func(src *policy.Sources) {
+		if table.Len() == 0 {
+			src.Cloud = nil
+		} else {
+			src.Cloud = table
+		}
+	})
+	if !start {
+		a.log.Info("cloud ranges reloaded", "prefixes", table.Len())
+	}
+	return nil
+}
+
+// dataSets is the admin API's /api/v1/datasets.
+func (a *App) dataSets() any {
+	a.cloudMu.Lock()
+	defer a.cloudMu.Unlock()
+	out := struct {
+		GeoIP     []geo.DataSet   `json:"geoip"`
+		Cloud     []cloud.DataSet `json:"cloud"`
+		CloudErr  string          `json:"cloud_error,omitempty"`
+		Providers []string        `json:"cloud_configured"`
+	}{GeoIP: a.geo.DataSets(), Cloud: a.cloudSets}
+	if a.cloudErr != nil {
+		out.CloudErr = a.cloudErr.Error()
+	}
+	for p := range a.cfg.CloudRanges {
+		out.Providers = append(out.Providers, p)
+	}
+	return out
+}
+
+// Readiness is the /readyz report. The status is "degraded" when the
+// store or a configured data set is not serving; the answer stays 200
+// because decisions still work, through the fallback if need be.
+type Readiness struct {
+	Status string          `json:"status"`
+	Config bool            `json:"config"`
+	Store  string          `json:"store"`
+	GeoIP  map[string]bool `json:"geoip"`
+	Cloud  map[string]bool `json:"cloud"`
+}
+
+func (a *App) readiness(ctx context.Context) any {
+	r := Readiness{Status: "ok", Config: true, Store: "ok", GeoIP: map[string]bool{}, Cloud: map[string]bool{}}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := a.store.Version(ctx); err != nil {
+		r.Store, r.Status = "unreachable: "+err.Error(), "degraded"
+	}
+	for _, d := range a.geo.DataSets() {
+		if d.File == "" {
+			continue
+		}
+		r.GeoIP[d.Kind] = d.Loaded
+		if !d.Loaded {
+			r.Status = "degraded"
+		}
+	}
+	a.cloudMu.Lock()
+	for p := range a.cfg.CloudRanges {
+		r.Cloud[p] = false
+	}
+	for _, s := range a.cloudSets {
+		r.Cloud[s.Provider] = true
+	}
+	a.cloudMu.Unlock()
+	for _, ok := range r.Cloud {
+		if !ok {
+			r.Status = "degraded"
+		}
+	}
+	return r
+}
+
+// Listen opens both listeners, so that a caller (a test) knows the
+// addresses before Serve.
+func (a *App) Listen() error {
+	var err error
+	if a.publicLn, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", a.cfg.AdminListen); err != nil {
+		a.publicLn.Close()
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	return nil
+}
+
+// PublicAddr and AdminAddr are the listeners' addresses after Listen.
+func (a *App) PublicAddr() string { return a.publicLn.Addr().String() }
+func (a *App) AdminAddr() string  { return a.adminLn.Addr().String() }
+
+// AdminToken is the token the admin API wants.
+func (a *App) AdminToken() string { return a.token }
+
+// Serve serves until ctx is done, then stops taking connections, lets
+// in-flight requests finish (up to the shutdown timeout) and closes
+// everything.
+func (a *App) Serve(ctx context.Context) error {
+	if a.publicLn == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	defer a.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{a.public, a.publicLn}, {a.admin, a.adminLn}} {
+		wg.Go(func() {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := a.geo.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("geoip watcher stopped", "err", err)
+		}
+	})
+	wg.Go(func() { a.watchStore(ctx) })
+	wg.Go(func() { a.pollCloud(ctx) })
+	a.log.Info("reghost serving", "listen", a.PublicAddr(), "admin_listen", a.AdminAddr(),
+		"registries", len(a.cfg.Registries), "rules", len(a.cfg.Rules))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.Error("listener failed; shutting down", "err", err)
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+	defer scancel()
+	for _, s := range []*http.Server{a.public, a.admin} {
+		if serr := s.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+		}
+	}
+	wg.Wait()
+	a.log.Info("reghost stopped")
+	return err
+}
+
+// watchStore applies overrides on every change notification. Changes
+// coalesce, so one apply covers any number of writes.
+func (a *App) watchStore(ctx context.Context) {
+	for range a.store.Changes(ctx) {
+		if err := a.applyOverrides(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
+		}
+	}
+}
+
+func (a *App) pollCloud(ctx context.Context) {
+	t := time.NewTicker(a.opts.CloudPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = a.loadCloud(false)
+		}
+	}
+}
+
+func (a *App) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.geo != nil {
+		a.geo.Close()
+	}
+}

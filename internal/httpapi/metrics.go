@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are reghost's Prometheus collectors. Labels are routes,
+// status codes, reason kinds and registry names: never client addresses
+// or raw paths.
+type Metrics struct {
+	registry  *prometheus.Registry
+	duration  *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
+	fallbacks *prometheus.CounterVec
+	dataBuilt *prometheus.GaugeVec
+	dataAge   *prometheus.GaugeVec
+}
+
+// NewMetrics registers reghost's collectors, and the Go and process
+// collectors, on a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "reghost",
+			Name:      "http_request_duration_seconds",
+			Help:      "Time to answer an HTTP request, by listener, route and status code.",
+			Buckets:   []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5},
+		}, []string{"listener", "route", "code"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "reghost",
+			Name:      "decisions_total",
+			Help:      "Decisions by the kind of reason (cidr, asn, cloud, country, continent, default, fallback) and registry.",
+		}, []string{"kind", "registry"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "reghost",
+			Name:      "fallbacks_total",
+			Help:      "Decisions that fell back to the default registry, by why.",
+		}, []string{"why"}),
+		dataBuilt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "reghost",
+			Name:      "dataset_build_timestamp_seconds",
+			Help:      "When each loaded data set was built or published, as a Unix time.",
+		}, []string{"dataset"}),
+		dataAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "reghost",
+			Name:      "dataset_loaded_timestamp_seconds",
+			Help:      "When each data set was loaded by this server, as a Unix time.",
+		}, []string{"dataset"}),
+	}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "reghost",
+		Name:      "build_info",
+		Help:      "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	version, goversion := buildVersion()
+	info.WithLabelValues(version, goversion).Set(1)
+	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataBuilt, m.dataAge, info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where the collectors are registered, for /metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// SetDataSet records a data set's build and load times.
+func (m *Metrics) SetDataSet(name string, built, loaded time.Time) {
+	if !built.IsZero() {
+		m.dataBuilt.WithLabelValues(name).Set(float64(built.Unix()))
+	}
+	m.dataAge.WithLabelValues(name).Set(float64(loaded.Unix()))
+}
+
+// decided counts one decision. The reason's kind is the part before the
+// first ':' ("cidr", "asn", ...), or the whole of "default"; fallbacks
+// are counted by why as well.
+func (m *Metrics) decided(reason, registry string) {
+	kind, why, _ := strings.Cut(reason, ":")
+	m.decisions.WithLabelValues(kind, registry).Inc()
+	if kind == "fallback" {
+		m.fallbacks.WithLabelValues(why).Inc()
+	}
+}
+
+func (m *Metrics) observe(listener, route string, code int, d time.Duration) {
+	m.duration.WithLabelValues(listener, route, codeLabel(code)).Observe(d.Seconds())
+}
+
+var codeLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func codeLabel(code int) string {
+	if code >= 0 && code < len(codeLabels) {
+		return codeLabels[code]
+	}
+	return "other"
+}
+
+func buildVersion() (version, goversion string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown", "unknown"
+	}
+	version = bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			version += "+" + s.Value[:12]
+		}
+	}
+	return version, bi.GoVersion
+}

@@ -1,0 +1,259 @@
+// Package httpapi holds reghost's Echo handlers: the public listener that
+// clients and Envoy reach (the original "GET /" contract, /decide, direct
+// /v2/ redirects, Envoy ext_authz, health) and the admin listener (the
+// overrides API, explain, data sets, metrics), with client-address
+// extraction that believes headers only from trusted proxies.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
+
+	"github.com/reghost/reghost/internal/policy"
+)
+
+// PublicConfig is what the public listener needs.
+type PublicConfig struct {
+	Engine         *policy.Engine
+	ClientIP       ClientIPConfig
+	RedirectStatus int                       // 307 or 302; 0 means 307
+	Ready          func(context.Context) any // the /readyz report; always answered 200
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	AccessLog      bool
+}
+
+type public struct {
+	engine   *policy.Engine
+	ci       *clientIP
+	status   int
+	ready    func(context.Context) any
+	statusTx string
+}
+
+// Response headers of /decide.
+const (
+	HeaderLocation = "X-Reghost-Location"
+	HeaderRegistry = "X-Reghost-Registry"
+	HeaderReason   = "X-Reghost-Reason"
+	// HeaderOriginalPath carries the client's path (and query) to /decide.
+	HeaderOriginalPath = "X-Original-Path"
+)
+
+// NewPublic returns the public listener's handler.
+func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
+	ci, err := newClientIP(cfg.ClientIP)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.RedirectStatus {
+	case 0:
+		cfg.RedirectStatus = http.StatusTemporaryRedirect
+	case http.StatusFound, http.StatusTemporaryRedirect:
+	default:
+		return nil, fmt.Errorf("redirect_status: %d; want 302 or 307", cfg.RedirectStatus)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	p := &public{engine: cfg.Engine, ci: ci, status: cfg.RedirectStatus, ready: cfg.Ready,
+		statusTx: http.StatusText(cfg.RedirectStatus)}
+
+	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
+	e.Use(observe("public", cfg.Logger, cfg.Metrics, cfg.AccessLog), middleware.Recover())
+	e.GET("/", p.host)
+	e.GET("/decide", p.decide)
+	e.Any("/v2", p.direct)
+	e.Any("/v2/*", p.direct)
+	e.Any("/ext_authz", p.extAuthz)
+	e.Any("/ext_authz/*", p.extAuthz)
+	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", p.readyz)
+	return e, nil
+}
+
+// host is the original Envoy contract: the client address in X-Real-IP,
+// the registry's host as a plain-text body and nothing else.
+func (p *public) host(c *echo.Context) error {
+	addr, err := p.ci.from(c.Request(), "X-Real-Ip")
+	if err != nil {
+		return c.String(http.StatusBadRequest, err.Error()+"\n")
+	}
+	d := p.engine.Choose(addr)
+	noteDecision(c, d.Reason, d.Registry)
+	return c.String(http.StatusOK, d.Host)
+}
+
+// decideResponse is the JSON body of /decide.
+type decideResponse struct {
+	Registry string        `json:"registry"`
+	Host     string        `json:"host"`
+	Location string        `json:"location"`
+	Reason   string        `json:"reason"`
+	Source   string        `json:"source"`
+	Client   string        `json:"client"`
+	Facts    policy.Facts  `json:"facts"`
+	Trail    []policy.Step `json:"trail"`
+}
+
+func newDecideResponse(addr netip.Addr, d policy.Decision) decideResponse {
+	return decideResponse{Registry: d.Registry, Host: d.Host, Location: d.Location, Reason: d.Reason,
+		Source: d.Source, Client: addr.String(), Facts: d.Facts, Trail: d.Trail}
+}
+
+// decide is the rich contract of the shipped Lua filter: the client
+// address from the trusted header (or ?ip= from a trusted peer), the
+// original path from X-Original-Path (or ?path=), the decision in
+// headers and, on Accept: application/json, with facts and trail.
+func (p *public) decide(c *echo.Context) error {
+	r := c.Request()
+	addr, err := p.ci.addr(r)
+	if ip := c.QueryParam("ip"); ip != "" && err == nil {
+		if !p.ci.trusts(peer(r)) {
+			return c.String(http.StatusForbidden, "?ip= is only accepted from a trusted proxy\n")
+		}
+		addr, err = parseClientAddr("ip", ip)
+	}
+	if err != nil {
+		return c.String(http.StatusBadRequest, err.Error()+"\n")
+	}
+	target := r.Header.Get(HeaderOriginalPath)
+	if target == "" {
+		target = c.QueryParam("path")
+	}
+	if target == "" {
+		return c.String(http.StatusBadRequest, "missing "+HeaderOriginalPath+" header or ?path=\n")
+	}
+	path, query, _ := strings.Cut(target, "?")
+	wantJSON := strings.Contains(r.Header.Get(echo.HeaderAccept), echo.MIMEApplicationJSON)
+	var d policy.Decision
+	if wantJSON {
+		d, err = p.engine.Explain(addr, path, query)
+	} else {
+		d, err = p.engine.Decide(addr, path, query)
+	}
+	if err != nil {
+		return c.String(http.StatusBadRequest, err.Error()+"\n")
+	}
+	noteDecision(c, d.Reason, d.Registry)
+	h := c.Response().Header()
+	h.Set(HeaderLocation, d.Location)
+	h.Set(HeaderRegistry, d.Registry)
+	h.Set(HeaderReason, d.Reason)
+	h.Set(echo.HeaderCacheControl, "no-store")
+	if wantJSON {
+		return c.JSON(http.StatusOK, newDecideResponse(addr, d))
+	}
+	return c.String(http.StatusOK, d.Location)
+}
+
+// readOnly reports whether the method is GET or HEAD, the only ones a
+// redirect can answer, and sets Allow for the 405 otherwise.
+func readOnly(c *echo.Context) bool {
+	switch c.Request().Method {
+	case http.MethodGet, http.MethodHead:
+		return true
+	}
+	c.Response().Header().Set("Allow", "GET, HEAD")
+	return false
+}
+
+// direct redirects registry clients without Envoy.
+func (p *public) direct(c *echo.Context) error {
+	r := c.Request()
+	if !readOnly(c) {
+		return c.String(http.StatusMethodNotAllowed, "method not allowed\n")
+	}
+	path := r.URL.EscapedPath()
+	if path == "/v2" || path == "/v2/" {
+		// The API root: clients check it before anything else, and it
+		// tells them this is a registry. Every registry answers it alike.
+		h := c.Response().Header()
+		h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+		return c.JSONBlob(http.StatusOK, []byte("{}"))
+	}
+	return p.redirectFor(c, path)
+}
+
+// redirectFor decides for the request's client and redirects it to path
+// on the chosen registry. A malformed address from a trusted proxy sends
+// the client to the default registry: a pull must not fail over a header.
+func (p *public) redirectFor(c *echo.Context, path string) error {
+	r := c.Request()
+	addr, err := p.ci.addr(r)
+	var d policy.Decision
+	if err != nil {
+		d, err = p.fallback(path, r.URL.RawQuery)
+	} else {
+		d, err = p.engine.Decide(addr, path, r.URL.RawQuery)
+	}
+	if err != nil {
+		return c.String(http.StatusBadRequest, err.Error()+"\n")
+	}
+	noteDecision(c, d.Reason, d.Registry)
+	p.redirect(c, d.Location)
+	return nil
+}
+
+// fallbackBadAddr is the reason when a trusted proxy sent a malformed
+// client address.
+const fallbackBadAddr = "fallback:bad-client-address"
+
+func (p *public) fallback(path, query string) (policy.Decision, error) {
+	t := p.engine.Default()
+	loc, err := t.Location(path, query)
+	return policy.Decision{Registry: t.Name, Host: t.Host, Location: loc, Reason: fallbackBadAddr, Source: "default"}, err
+}
+
+// redirect answers like http.Redirect, without its URL parsing: the
+// location is already built from checked parts.
+func (p *public) redirect(c *echo.Context, location string) {
+	h := c.Response().Header()
+	h.Set(echo.HeaderLocation, location)
+	h.Set(echo.HeaderCacheControl, "private, no-store")
+	if c.Request().Method == http.MethodGet {
+		h.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+		c.Response().WriteHeader(p.status)
+		body := `<a href="` + htmlReplacer.Replace(location) + `">` + p.statusTx + "</a>.\n"
+		_, _ = c.Response().Write([]byte(body))
+		return
+	}
+	c.Response().WriteHeader(p.status)
+}
+
+var htmlReplacer = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
+
+func (p *public) readyz(c *echo.Context) error {
+	if p.ready == nil {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	}
+	return c.JSON(http.StatusOK, p.ready(c.Request().Context()))
+}
+
+// extAuthz answers Envoy's ext_authz HTTP check with the redirect. Envoy
+// sends the original request's method and headers, and its path after
+// the configured path_prefix; a non-200 answer is "denied" and Envoy
+// passes it to the client, Location included when allowed_client_headers
+// lets it through. The client address comes from the configured header,
+// which Envoy sets, as for every other route.
+func (p *public) extAuthz(c *echo.Context) error {
+	r := c.Request()
+	if !readOnly(c) {
+		return c.String(http.StatusMethodNotAllowed, "method not allowed\n")
+	}
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/ext_authz")
+	if path == "" {
+		path = "/"
+	}
+	return p.redirectFor(c, path)
+}

@@ -140,9 +140,10 @@ func missingKey(provider, pos, key string) error {
 
 // decodeJSON unmarshals data into v and rewrites encoding/json's errors so
 // that they name the provider and where in the document the problem is:
-// a byte offset for syntax errors (only the whole document is ever
-// syntax-checked, so offsets are file offsets), and a path such as
-// prefixes[12].region for values of the wrong type.
+// a byte offset for syntax errors (encoding/json's: the bytes read when
+// the error was found, so the bad byte is the offset-th, counting from 1;
+// only whole documents are syntax-checked, so offsets are file offsets),
+// and a path such as prefixes[12].region for values of the wrong type.
 func decodeJSON(provider, path string, data []byte, v any) error {
 	err := json.Unmarshal(data, v)
 	if err == nil {

@@ -1,0 +1,265 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reghost/reghost/internal/policy"
+	"github.com/reghost/reghost/internal/store"
+)
+
+const testToken = "test-token-0123456789abcdef"
+
+type adminEnv struct {
+	admin, public *httptest.Server
+	engine        *policy.Engine
+	store         *store.File
+}
+
+func newAdminEnv(t *testing.T) *adminEnv {
+	t.Helper()
+	engine := testEngine(t)
+	st, err := store.OpenFile(filepath.Join(t.TempDir(), "overrides.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	apply := func(ctx context.Context) error {
+		ovs, _, err := st.List(ctx)
+		if err != nil {
+			return err
+		}
+		return engine.SetOverrides(ovs)
+	}
+	m := NewMetrics()
+	adm, err := NewAdmin(AdminConfig{Engine: engine, Store: st, Token: testToken, Apply: apply, Metrics: m,
+		DataSets: func() any { return map[string]string{"geoip": "test"} },
+		Now:      func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := NewPublic(PublicConfig{Engine: engine, Metrics: m,
+		ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &adminEnv{admin: httptest.NewServer(adm), public: httptest.NewServer(pub), engine: engine, store: st}
+	t.Cleanup(env.admin.Close)
+	t.Cleanup(env.public.Close)
+	return env
+}
+
+func (env *adminEnv) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	return callWith(t, method, env.admin.URL+path, body, "Bearer "+testToken)
+}
+
+func callWith(t *testing.T, method, url, body, auth string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	raw, _ := io.ReadAll(r.Body)
+	var out map[string]any
+	if len(bytes.TrimSpace(raw)) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, raw)
+		}
+	} else {
+		out = map[string]any{"raw": string(raw)}
+	}
+	return r.StatusCode, out
+}
+
+func TestAdminAuth(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	for _, auth := range []string{"", "Bearer ", "Bearer wrong-token-0123456789abcdef", "Basic " + testToken, testToken, "Bearer " + testToken + "x"} {
+		for _, path := range []string{"/api/v1/overrides", "/api/v1/explain?ip=1.2.3.4", "/api/v1/registries", "/api/v1/datasets"} {
+			code, body := callWith(t, "GET", env.admin.URL+path, "", auth)
+			if code != http.StatusUnauthorized || body["error"] != "missing or wrong bearer token" {
+				t.Errorf("%q %s: %d %v", auth, path, code, body)
+			}
+		}
+		if code, _ := callWith(t, "POST", env.admin.URL+"/api/v1/overrides", `{"match":{"asn":1},"registries":["hub"]}`, auth); code != 401 {
+			t.Errorf("%q POST: %d", auth, code)
+		}
+	}
+	if code, _ := env.call(t, "GET", "/api/v1/overrides", ""); code != 200 {
+		t.Errorf("right token: %d", code)
+	}
+	if _, err := NewAdmin(AdminConfig{Token: "short"}); err == nil {
+		t.Error("short token accepted")
+	}
+}
+
+func TestAdminOverridesCRUD(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	publicHost := func(ip string) string {
+		return do(t, "GET", env.public.URL+"/", map[string]string{"X-Real-Ip": ip}).body
+	}
+	if got := publicHost("89.160.20.112"); got != "registry-1.docker.io" {
+		t.Fatalf("before: %s", got)
+	}
+
+	code, body := env.call(t, "POST", "/api/v1/overrides",
+		`{"id":"se-to-eu","match":{"country":"SE"},"registries":["eu"],"note":"hub is slow from SE","created_by":"alice"}`)
+	if code != http.StatusCreated || body["version"] != 1.0 {
+		t.Fatalf("create: %d %v", code, body)
+	}
+	// The write took effect on this server before the response.
+	if got := publicHost("89.160.20.112"); got != "eu.example" {
+		t.Errorf("after create: %s", got)
+	}
+	if code, _ := env.call(t, "POST", "/api/v1/overrides", `{"id":"se-to-eu","match":{"country":"SE"},"registries":["eu"]}`); code != http.StatusConflict {
+		t.Errorf("duplicate create: %d", code)
+	}
+
+	code, body = env.call(t, "GET", "/api/v1/overrides/se-to-eu", "")
+	if code != 200 || body["note"] != "hub is slow from SE" || body["created_by"] != "alice" || body["created_at"] != "2026-11-23T12:00:00Z" {
+		t.Errorf("get: %d %v", code, body)
+	}
+
+	code, body = env.call(t, "PUT", "/api/v1/overrides/se-to-eu", `{"match":{"country":"SE"},"registries":["k8s"]}`)
+	if code != 200 || body["version"] != 2.0 {
+		t.Errorf("put: %d %v", code, body)
+	}
+	if got := publicHost("89.160.20.112"); got != "us-west1-docker.pkg.dev" {
+		t.Errorf("after put: %s", got)
+	}
+
+	code, body = env.call(t, "POST", "/api/v1/overrides", `{"match":{"cidr":"10.0.0.0/8"},"registries":["hub"],"expires_at":"2026-11-24T00:00:00Z"}`)
+	if code != 201 || !strings.HasPrefix(body["override"].(map[string]any)["id"].(string), "ovr-") {
+		t.Errorf("create with a generated id: %d %v", code, body)
+	}
+	code, body = env.call(t, "GET", "/api/v1/overrides", "")
+	if list, _ := body["overrides"].([]any); code != 200 || len(list) != 2 || body["version"] != 3.0 {
+		t.Errorf("list: %d %v", code, body)
+	}
+
+	code, body = env.call(t, "DELETE", "/api/v1/overrides/se-to-eu", "")
+	if code != 200 || body["version"] != 4.0 {
+		t.Errorf("delete: %d %v", code, body)
+	}
+	if got := publicHost("89.160.20.112"); got != "registry-1.docker.io" {
+		t.Errorf("after delete: %s", got)
+	}
+	if code, _ := env.call(t, "DELETE", "/api/v1/overrides/se-to-eu", ""); code != 404 {
+		t.Errorf("delete again: %d", code)
+	}
+	if code, _ := env.call(t, "GET", "/api/v1/overrides/nope", ""); code != 404 {
+		t.Errorf("get missing: %d", code)
+	}
+}
+
+func TestAdminOverrideValidation(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	tests := []struct {
+		name, body, field, msg string
+	}{
+		{"unknown registry", `{"match":{"asn":1},"registries":["nope"]}`, "registries[0]", `registries[0]: unknown registry "nope"`},
+		{"bad cidr", `{"match":{"cidr":"10.0.0.300/8"},"registries":["hub"]}`, "match.cidr", `match.cidr: "10.0.0.300/8" is not a CIDR prefix`},
+		{"host bits", `{"match":{"cidr":"10.0.0.1/8"},"registries":["hub"]}`, "match.cidr", "match.cidr: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?"},
+		{"bad country", `{"match":{"country":"se"},"registries":["hub"]}`, "match.country", `match.country: "se" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, such as SE)`},
+		{"unassigned country", `{"match":{"country":"XX"},"registries":["hub"]}`, "match.country", `match.country: "XX" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, such as SE)`},
+		{"two kinds", `{"match":{"asn":1,"country":"SE"},"registries":["hub"]}`, "match", "match: sets asn and country; a match sets exactly one kind"},
+		{"empty match", `{"match":{},"registries":["hub"]}`, "match", "match: empty; set one of cidr, asn, cloud (with optional region), country, continent"},
+		{"unknown cloud", `{"match":{"cloud":"ibm"},"registries":["hub"]}`, "match.cloud", `match.cloud: unknown provider "ibm"; known: aws, gcp, azure, oracle, digitalocean`},
+		{"no registries", `{"match":{"asn":1},"registries":[]}`, "registries", "registries: empty; list at least one registry"},
+		{"bad id", `{"id":"a b","match":{"asn":1},"registries":["hub"]}`, "id", `id: "a b" must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`},
+		{"expired already", `{"match":{"asn":1},"registries":["hub"],"expires_at":"2026-11-23T11:00:00Z"}`, "expires_at", "expires_at: 2026-11-23T11:00:00Z is not in the future"},
+		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "body", `body: invalid JSON: json: unknown field "colour"`},
+		{"not JSON", `{"match":`, "body", "body: invalid JSON: unexpected EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := env.call(t, "POST", "/api/v1/overrides", tt.body)
+			if code != 400 || body["field"] != tt.field || body["error"] != tt.msg {
+				t.Errorf("got %d field=%v error=%v\nwant 400 field=%s error=%s", code, body["field"], body["error"], tt.field, tt.msg)
+			}
+		})
+	}
+	code, body := env.call(t, "PUT", "/api/v1/overrides/a", `{"id":"b","match":{"asn":1},"registries":["hub"]}`)
+	if code != 400 || body["field"] != "id" {
+		t.Errorf("id mismatch: %d %v", code, body)
+	}
+	if v, _ := env.store.Version(context.Background()); v != 0 {
+		t.Errorf("invalid writes reached the store: version %d", v)
+	}
+}
+
+func TestAdminExplainRegistriesDataSetsMetrics(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	code, body := env.call(t, "GET", "/api/v1/explain?ip=2a02:d180::1&path=/v2/pause/tags/list?n=1", "")
+	if code != 200 || body["registry"] != "eu" || body["reason"] != "continent:EU" ||
+		body["location"] != "https://eu.example/v2/pause/tags/list?n=1" || len(body["trail"].([]any)) < 3 {
+		t.Errorf("explain: %d %v", code, body)
+	}
+	if code, body := env.call(t, "GET", "/api/v1/explain?ip=bogus", ""); code != 400 || body["field"] != "ip" {
+		t.Errorf("explain bogus: %d %v", code, body)
+	}
+
+	req, _ := http.NewRequest("GET", env.admin.URL+"/api/v1/registries", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var regs []registryInfo
+	json.NewDecoder(r.Body).Decode(&regs)
+	r.Body.Close()
+	if len(regs) != 4 || regs[0].Name != "k8s" || !regs[0].Default || !regs[0].Up || regs[1].Host != "registry-1.docker.io" {
+		t.Errorf("registries: %+v", regs)
+	}
+	if code, body := env.call(t, "GET", "/api/v1/datasets", ""); code != 200 || body["geoip"] != "test" {
+		t.Errorf("datasets: %d %v", code, body)
+	}
+
+	// Traffic on the public listener, then /metrics without a token.
+	do(t, "GET", env.public.URL+"/v2/a/manifests/1", map[string]string{"X-Real-Ip": "89.160.20.112"})
+	do(t, "GET", env.public.URL+"/", map[string]string{"X-Real-Ip": "1.0.0.1"})
+	resp, err := http.Get(env.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(raw)
+	for _, want := range []string{
+		`reghost_decisions_total{kind="country",registry="hub"} 1`,
+		`reghost_decisions_total{kind="asn",registry="hub"} 1`,
+		`reghost_http_request_duration_seconds_count{code="307",listener="public",route="/v2/*"} 1`,
+		`reghost_http_request_duration_seconds_count{code="200",listener="public",route="/"} 1`,
+		`reghost_build_info{`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, leak := range []string{"89.160.20.112", "1.0.0.1", "/v2/a/manifests/1", testToken} {
+		if strings.Contains(text, leak) {
+			t.Errorf("/metrics contains %q", leak)
+		}
+	}
+}

@@ -50,7 +50,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *configPath == "" {
 		logger.Info("no -config given; running with the embedded example config")
 	}
-	a, err := app.New(cfg, app.Options{Logger: logger, AccessLog: *accessLog})
+	opts := app.Options{Logger: logger}
+	if *accessLog {
+		opts.AccessLog = out
+	}
+	a, err := app.New(cfg, opts)
 	if err != nil {
 		logger.Error("start", "err", err)
 		return 1

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -34,8 +35,9 @@ type Options struct {
 	Logger *slog.Logger // nil: discard
 	// Getenv reads REGHOST_ADMIN_TOKEN; nil: os.Getenv.
 	Getenv func(string) string
-	// AccessLog logs one line per public request.
-	AccessLog bool
+	// AccessLog receives one JSON line per request on either listener;
+	// nil: none.
+	AccessLog io.Writer
 	// ShutdownTimeout bounds the wait for in-flight requests; 0: 10s.
 	ShutdownTimeout time.Duration
 	// CloudPollInterval is how often cloud range files are checked for
@@ -131,13 +133,14 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	adm, err := httpapi.NewAdmin(httpapi.AdminConfig{
-		Engine:   a.engine,
-		Store:    a.store,
-		Token:    a.token,
-		Apply:    a.applyOverrides,
-		DataSets: a.dataSets,
-		Logger:   a.log,
-		Metrics:  a.metrics,
+		Engine:    a.engine,
+		Store:     a.store,
+		Token:     a.token,
+		Apply:     a.applyOverrides,
+		DataSets:  a.dataSets,
+		Logger:    a.log,
+		Metrics:   a.metrics,
+		AccessLog: opts.AccessLog,
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -40,7 +41,9 @@ type AdminConfig struct {
 	Health  policy.Health
 	Logger  *slog.Logger
 	Metrics *Metrics
-	Now     func() time.Time
+	// AccessLog receives one JSON line per request; nil: none.
+	AccessLog io.Writer
+	Now       func() time.Time
 }
 
 type admin struct {
@@ -70,7 +73,11 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	}
 	a := &admin{cfg: cfg, token: []byte(cfg.Token)}
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: echo.ExtractIPDirect()})
-	e.Use(observe("admin", cfg.Logger, cfg.Metrics, true), middleware.Recover())
+	var al *accessLog
+	if cfg.AccessLog != nil {
+		al = newAccessLog(cfg.AccessLog)
+	}
+	e.Use(observe("admin", cfg.Metrics, al), middleware.Recover())
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.Registry(), promhttp.HandlerOpts{})))
 
 	api := e.Group("/api/v1", a.auth)
@@ -82,6 +89,16 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	api.GET("/explain", a.explain)
 	api.GET("/registries", a.registries)
 	api.GET("/datasets", a.datasets)
+
+	// Go's profiler, for operators chasing latency; behind the token too.
+	dbg := e.Group("/debug/pprof", a.auth)
+	dbg.GET("/", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+	dbg.GET("/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+	dbg.GET("/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+	dbg.GET("/:name", func(c *echo.Context) error {
+		pprof.Handler(c.Param("name")).ServeHTTP(c.Response(), c.Request())
+		return nil
+	})
 	return e, nil
 }
 

@@ -1,18 +1,20 @@
 package httpapi
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
+
+	"github.com/reghost/reghost/internal/policy"
 )
 
 // reqInfo carries what a handler decided to the access log. It is pooled
 // so that logging a decision allocates nothing.
 type reqInfo struct {
+	client   netip.Addr
 	reason   string
 	registry string
 }
@@ -22,24 +24,23 @@ const reqInfoKey = "reghost.info"
 var reqInfoPool = sync.Pool{New: func() any { return new(reqInfo) }}
 
 // noteDecision records the decision for the access log and metrics.
-func noteDecision(c *echo.Context, reason, registry string) {
+func noteDecision(c *echo.Context, client netip.Addr, d *policy.Decision) {
 	if ri, ok := c.Get(reqInfoKey).(*reqInfo); ok {
-		ri.reason, ri.registry = reason, registry
+		ri.client, ri.reason, ri.registry = client, d.Reason, d.Registry
 	}
 }
 
-// observe logs one line per request and records its duration. The
-// client address is the one reghost decided for, and the Authorization
-// header is never logged.
-func observe(listener string, logger *slog.Logger, m *Metrics, accessLog bool) echo.MiddlewareFunc {
+// observe records every request's duration and decision in the metrics
+// and, when log is not nil, writes its access-log line. The client is the
+// address reghost decided for; the Authorization header is never logged.
+func observe(listener string, m *Metrics, log *accessLog) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
 			start := time.Now()
 			ri := reqInfoPool.Get().(*reqInfo)
 			*ri = reqInfo{}
 			c.Set(reqInfoKey, ri)
-			err := next(c)
-			if err != nil {
+			if err := next(c); err != nil {
 				c.Echo().HTTPErrorHandler(c, err)
 			}
 			status := http.StatusOK
@@ -55,20 +56,13 @@ func observe(listener string, logger *slog.Logger, m *Metrics, accessLog bool) e
 			if ri.reason != "" {
 				m.decided(ri.reason, ri.registry)
 			}
-			if accessLog && logger.Enabled(context.Background(), slog.LevelInfo) {
+			if log != nil {
 				req := c.Request()
-				logger.LogAttrs(req.Context(), slog.LevelInfo, "request",
-					slog.String("listener", listener),
-					slog.String("method", req.Method),
-					slog.String("path", req.URL.Path),
-					slog.String("route", route),
-					slog.Int("status", status),
-					slog.Duration("duration", d),
-					slog.String("client", c.RealIP()),
-					slog.String("peer", req.RemoteAddr),
-					slog.String("reason", ri.reason),
-					slog.String("registry", ri.registry),
-				)
+				log.log(&accessEntry{
+					start: start, duration: d, listener: listener, method: req.Method,
+					path: req.URL.Path, route: route, status: status, client: ri.client,
+					peer: req.RemoteAddr, reason: ri.reason, registry: ri.registry,
+				})
 			}
 			reqInfoPool.Put(ri)
 			return nil

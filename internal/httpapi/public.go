@@ -8,6 +8,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -27,7 +28,8 @@ type PublicConfig struct {
 	Ready          func(context.Context) any // the /readyz report; always answered 200
 	Logger         *slog.Logger
 	Metrics        *Metrics
-	AccessLog      bool
+	// AccessLog receives one JSON line per request; nil: none.
+	AccessLog io.Writer
 }
 
 type public struct {
@@ -35,7 +37,7 @@ type public struct {
 	ci       *clientIP
 	status   int
 	ready    func(context.Context) any
-	statusTx string
+	bodyTail string // `">Temporary Redirect</a>.\n`
 }
 
 // Response headers of /decide.
@@ -67,10 +69,14 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 		cfg.Metrics = NewMetrics()
 	}
 	p := &public{engine: cfg.Engine, ci: ci, status: cfg.RedirectStatus, ready: cfg.Ready,
-		statusTx: http.StatusText(cfg.RedirectStatus)}
+		bodyTail: `">` + http.StatusText(cfg.RedirectStatus) + "</a>.\n"}
 
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
-	e.Use(observe("public", cfg.Logger, cfg.Metrics, cfg.AccessLog), middleware.Recover())
+	var al *accessLog
+	if cfg.AccessLog != nil {
+		al = newAccessLog(cfg.AccessLog)
+	}
+	e.Use(observe("public", cfg.Metrics, al), middleware.Recover())
 	e.GET("/", p.host)
 	e.GET("/decide", p.decide)
 	e.Any("/v2", p.direct)
@@ -90,7 +96,7 @@ func (p *public) host(c *echo.Context) error {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")
 	}
 	d := p.engine.Choose(addr)
-	noteDecision(c, d.Reason, d.Registry)
+	noteDecision(c, addr, &d)
 	return c.String(http.StatusOK, d.Host)
 }
 
@@ -145,7 +151,7 @@ func (p *public) decide(c *echo.Context) error {
 	if err != nil {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")
 	}
-	noteDecision(c, d.Reason, d.Registry)
+	noteDecision(c, addr, &d)
 	h := c.Response().Header()
 	h.Set(HeaderLocation, d.Location)
 	h.Set(HeaderRegistry, d.Registry)
@@ -200,7 +206,7 @@ func (p *public) redirectFor(c *echo.Context, path string) error {
 	if err != nil {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")
 	}
-	noteDecision(c, d.Reason, d.Registry)
+	noteDecision(c, addr, &d)
 	p.redirect(c, d.Location)
 	return nil
 }
@@ -216,22 +222,56 @@ func (p *public) fallback(path, query string) (policy.Decision, error) {
 }
 
 // redirect answers like http.Redirect, without its URL parsing: the
-// location is already built from checked parts.
+// location is already built from checked parts. It is on every request's
+// path, so constant header values are shared (net/http only reads them)
+// and the body is written in pieces rather than built.
 func (p *public) redirect(c *echo.Context, location string) {
-	h := c.Response().Header()
-	h.Set(echo.HeaderLocation, location)
-	h.Set(echo.HeaderCacheControl, "private, no-store")
-	if c.Request().Method == http.MethodGet {
-		h.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
-		c.Response().WriteHeader(p.status)
-		body := `<a href="` + htmlReplacer.Replace(location) + `">` + p.statusTx + "</a>.\n"
-		_, _ = c.Response().Write([]byte(body))
+	w := c.Response()
+	h := w.Header()
+	h[echo.HeaderLocation] = []string{location}
+	h[echo.HeaderCacheControl] = cacheControlNoStore
+	if c.Request().Method != http.MethodGet {
+		w.WriteHeader(p.status)
 		return
 	}
-	c.Response().WriteHeader(p.status)
+	h[echo.HeaderContentType] = contentTypeHTML
+	w.WriteHeader(p.status)
+	_, _ = io.WriteString(w, `<a href="`)
+	writeHTMLEscaped(w, location)
+	_, _ = io.WriteString(w, p.bodyTail)
 }
 
-var htmlReplacer = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
+var (
+	cacheControlNoStore = []string{"private, no-store"}
+	contentTypeHTML     = []string{echo.MIMETextHTMLCharsetUTF8}
+)
+
+// writeHTMLEscaped writes s escaped as html.EscapeString would, without
+// allocating: runs of plain bytes are written as they are.
+func writeHTMLEscaped(w io.Writer, s string) {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '&':
+			esc = "&amp;"
+		case '\'':
+			esc = "&#39;"
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '"':
+			esc = "&#34;"
+		default:
+			continue
+		}
+		_, _ = io.WriteString(w, s[last:i])
+		_, _ = io.WriteString(w, esc)
+		last = i + 1
+	}
+	_, _ = io.WriteString(w, s[last:])
+}
 
 func (p *public) readyz(c *echo.Context) error {
 	if p.ready == nil {

@@ -1,0 +1,108 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("access log line is not JSON: %v: %s", err, sc.Bytes())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestAccessLog(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: &buf,
+		ClientIP: ClientIPConfig{Header: "X-Forwarded-For", TrustedProxies: testTrusted}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do(t, "GET", srv.URL+"/v2/pause/manifests/3.9?n=1", map[string]string{"X-Forwarded-For": "89.160.20.112", "Authorization": "Bearer secret-token"})
+	do(t, "GET", srv.URL+"/nope/%22%0A%ff", nil)
+	lines := buf.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	first := lines[0]
+	for k, want := range map[string]any{
+		"level": "INFO", "msg": "access", "listener": "public", "method": "GET",
+		"path": "/v2/pause/manifests/3.9", "route": "/v2/*", "status": 307.0,
+		"client": "89.160.20.112", "reason": "country:SE", "registry": "hub",
+	} {
+		if first[k] != want {
+			t.Errorf("%s = %v, want %v", k, first[k], want)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, first["time"].(string)); err != nil {
+		t.Error(err)
+	}
+	if bytes.Contains(buf.b.Bytes(), []byte("secret-token")) {
+		t.Error("the access log holds the Authorization header")
+	}
+	if second := lines[1]; second["path"] != "/nope/\"\n\ufffd" || second["status"] != 404.0 || second["route"] != "unmatched" {
+		t.Errorf("second line: %v", second)
+	}
+}
+
+func TestAppendJSONEscaped(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"plain", `q"b\s`, "\x00\x1f\n\r\t", "é→😀", "bad\xffutf8", ""} {
+		got := appendJSONEscaped(nil, s)
+		var back string
+		if err := json.Unmarshal(append(append([]byte{'"'}, got...), '"'), &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, got, err)
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("%q round-trips to %q, want %q", s, back, wantBack)
+		}
+	}
+}
+
+func BenchmarkAccessLog(b *testing.B) {
+	l := newAccessLog(discard{})
+	e := &accessEntry{start: time.Now(), listener: "public", method: http.MethodGet, path: "/v2/pause/manifests/3.9",
+		route: "/v2/*", status: 307, client: netip.MustParseAddr("89.160.20.112"), peer: "127.0.0.1:5555", reason: "country:SE", registry: "hub"}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.log(e)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

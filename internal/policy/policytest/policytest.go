@@ -1,0 +1,45 @@
+// Package policytest makes synthetic overrides at scale, for the engine's
+// benchmarks and the load test.
+package policytest
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/reghost/reghost/internal/rules"
+)
+
+// Overrides makes n deterministic overrides spread over the address and
+// AS number space: a quarter IPv4 /24s, a quarter IPv6 /48s, half ASNs,
+// each sending its match to one of registries in turn. Some matches
+// repeat, as they would in a real store; repeats chain and stay valid.
+func Overrides(n int, registries []string) []rules.Override {
+	rng := rand.New(rand.NewPCG(3, 4))
+	out := make([]rules.Override, 0, n)
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		o := rules.Override{
+			ID:         "o" + strconv.Itoa(i),
+			Registries: []string{registries[i%len(registries)]},
+			CreatedAt:  created,
+			CreatedBy:  "policytest",
+		}
+		switch i % 4 {
+		case 0:
+			o.Match.CIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(1 + rng.IntN(222)), byte(rng.IntN(256)), byte(rng.IntN(256)), 0}), 24)
+		case 1:
+			var a [16]byte
+			a[0], a[1] = 0x20, byte(rng.IntN(16))
+			for j := 2; j < 6; j++ {
+				a[j] = byte(rng.IntN(256))
+			}
+			o.Match.CIDR = netip.PrefixFrom(netip.AddrFrom16(a), 48)
+		default:
+			o.Match.ASN = uint32(1 + rng.IntN(400_000))
+		}
+		out = append(out, o)
+	}
+	return out
+}

@@ -1,0 +1,226 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reghost/reghost/internal/config"
+)
+
+const baseConfig = `
+listen: "127.0.0.1:0"
+admin_listen: "127.0.0.1:0"
+data_dir: %s
+registries:
+  - {name: k8s, url: "https://k8s.example/images", default: true}
+  - {name: aws, url: "https://aws.example"}
+rules:
+  - {match: {cloud: aws, region: us-east-2}, registries: [aws]}
+`
+
+func newApp(t *testing.T, extra string, opts Options) *App {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, dir)+extra), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	a, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func serve(t *testing.T, a *App) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	var once bool
+	stop = func() error {
+		if once {
+			return nil
+		}
+		once = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// A request that is in flight when SIGTERM comes (Serve's context ends)
+// is answered before the server stops. A one-second CPU profile from the
+// admin listener is a real request that is still running when asked to.
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{})
+	stop := serve(t, a)
+
+	type result struct {
+		code int
+		size int
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+a.AdminAddr()+"/debug/pprof/profile?seconds=1", nil)
+		req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{resp.StatusCode, len(b), err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile is running
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	r := <-got
+	if r.err != nil || r.code != http.StatusOK || r.size == 0 {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Errorf("Serve returned after %s, before the in-flight request could finish", waited)
+	}
+	if _, err := net.DialTimeout("tcp", a.PublicAddr(), time.Second); err == nil {
+		t.Error("still accepting connections after shutdown")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.mmdb")
+	os.WriteFile(bad, []byte("not a database"), 0o600)
+	badJSON := filepath.Join(dir, "aws.json")
+	os.WriteFile(badJSON, []byte(`{"syncToken": "1", "createDate": "x", "prefixes": [{"ip_prefix": "10.0.0/8", "region": "x", "service": "EC2"}], "ipv6_prefixes": []}`), 0o600)
+	shortToken := filepath.Join(dir, "token")
+	os.WriteFile(shortToken, []byte("short\n"), 0o600)
+	tests := []struct {
+		name, extra, want string
+	}{
+		{"corrupt mmdb", "geoip: {asn: " + bad + "}", "bad.mmdb"},
+		{"bad cloud file", "cloud_ranges: {aws: " + badJSON + "}", `aws: prefixes[0].ip_prefix`},
+		{"redis not built in", `store: "redis://127.0.0.1:6379/0"`, "only the embedded store"},
+		{"short token file", "admin: {token_file: " + shortToken + "}", "token shorter than 16 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())+tt.extra), "test.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = New(cfg, Options{Getenv: func(string) string { return "" }})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{Getenv: func(k string) string {
+		if k == "REGHOST_ADMIN_TOKEN" {
+			return "from-the-environment-0123"
+		}
+		return ""
+	}})
+	if a.AdminToken() != "from-the-environment-0123" {
+		t.Errorf("token = %q", a.AdminToken())
+	}
+	b := newApp(t, "", Options{})
+	data, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "admin-token"))
+	if err != nil || strings.TrimSpace(string(data)) != b.AdminToken() || len(b.AdminToken()) < 32 {
+		t.Errorf("generated token %q, file %q (%v)", b.AdminToken(), data, err)
+	}
+	if fi, _ := os.Stat(filepath.Join(b.cfg.DataDir, "admin-token")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v", fi.Mode())
+	}
+}
+
+// Cloud ranges missing at start leave cloud rules inactive and /readyz
+// degraded but 200; the file appearing later is picked up by the poll.
+func TestCloudRangesAppear(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	awsFile := filepath.Join(dir, "aws.json")
+	a := newApp(t, "cloud_ranges: {aws: "+awsFile+"}", Options{CloudPollInterval: 20 * time.Millisecond})
+	serve(t, a)
+	public := "http://" + a.PublicAddr()
+
+	where := func() string {
+		req, _ := http.NewRequest("GET", public+"/", nil)
+		req.Header.Set("X-Real-IP", "99.77.162.1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := where(); got != "k8s.example" {
+		t.Fatalf("before the file exists: %s", got)
+	}
+	resp, err := http.Get(public + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready Readiness
+	json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || ready.Status != "degraded" || ready.Cloud["aws"] {
+		t.Errorf("readyz: %d %+v", resp.StatusCode, ready)
+	}
+
+	data, err := os.ReadFile("../../testdata/cloud/aws-ip-ranges.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := awsFile + ".tmp"
+	os.WriteFile(tmp, data, 0o600)
+	os.Rename(tmp, awsFile)
+	deadline := time.Now().Add(5 * time.Second)
+	for where() != "aws.example" {
+		if time.Now().After(deadline) {
+			t.Fatal("the cloud ranges file was not picked up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A bad replacement is refused; the last good table keeps serving.
+	os.WriteFile(tmp, []byte("{"), 0o600)
+	os.Rename(tmp, awsFile)
+	time.Sleep(200 * time.Millisecond)
+	if got := where(); got != "aws.example" {
+		t.Errorf("after a bad file: %s", got)
+	}
+	sets := a.dataSets().(interface{}) // the admin API's view
+	b, _ := json.Marshal(sets)
+	if !strings.Contains(string(b), `"cloud_error":"`) {
+		t.Errorf("datasets do not report the bad file: %s", b)
+	}
+}

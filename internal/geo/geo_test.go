@@ -2,6 +2,7 @@ package geo_test
 
 import (
 	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -92,6 +93,8 @@ func TestLookupOfficialMaxMind(t *testing.T) {
 		{"Germany IPv6", "2a02:d180::1", asnWant{}, countryWant{"DE", "EU", true}},
 		{"IPv4-mapped", "::ffff:1.0.0.1", asnWant{15169, "Google Inc.", true}, countryWant{}},
 		{"IPv4-mapped country", "::ffff:89.160.20.112", asnWant{29518, "Bredband2 AB", true}, countryWant{"SE", "EU", true}},
+		{"6to4 alias", "2002:59a0:1470::1", asnWant{29518, "Bredband2 AB", true}, countryWant{"SE", "EU", true}},
+		{"Teredo alias", "2001:0:100:1::", asnWant{15169, "Google Inc.", true}, countryWant{}},
 		{"not in the data", "8.8.8.8", asnWant{}, countryWant{}},
 		{"private", "10.0.0.1", asnWant{}, countryWant{}},
 		{"loopback IPv6", "::1", asnWant{}, countryWant{}},
@@ -314,7 +317,7 @@ func TestOpenRefusesUselessDatabase(t *testing.T) {
 		},
 		{
 			name: "directory", cfg: geo.Config{Country: dir},
-			want: []string{"is a directory"},
+			want: []string{"geo: country database " + dir + " refused: it is a directory, not an .mmdb file"},
 		},
 	}
 	for _, tt := range tests {
@@ -358,14 +361,14 @@ func TestMissingDatabase(t *testing.T) {
 	}
 	checkCountry(t, d, "89.160.20.112", countryWant{"SE", "EU", true})
 	sets := d.DataSets()
-	if sets[0].Loaded || !strings.Contains(sets[0].Err, "no such file") || sets[0].Kind != "asn" || sets[0].File != asnPath {
-		t.Errorf("DataSets()[0] = %+v, want not loaded with a 'no such file' error", sets[0])
+	if want := "geo: asn database " + asnPath + ": file does not exist"; sets[0].Loaded || sets[0].Err != want || sets[0].Kind != "asn" || sets[0].File != asnPath {
+		t.Errorf("DataSets()[0] = %+v, want not loaded with error %q", sets[0], want)
 	}
 	if !sets[1].Loaded || sets[1].Err != "" {
 		t.Errorf("DataSets()[1] = %+v, want loaded", sets[1])
 	}
-	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "no such file") {
-		t.Errorf("Reload() = %v, want the missing file", err)
+	if err := d.Reload(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Reload() = %v, want fs.ErrNotExist", err)
 	}
 }
 

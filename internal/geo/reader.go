@@ -3,14 +3,14 @@ package geo
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"io/fs"
 	"net/netip"
 	"os"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"github.com/oschwald/maxminddb-golang/v2"
 )
 
@@ -44,207 +44,203 @@ const (
 	maxProbes  = 256
 )
 
-// asnFacts is what an ASN lookup returns; asn 0 marks a record without one.
+// ErrNoData is wrapped by errors for a database that provides nothing
+// reghost can use in the role it was configured for (an Anonymous-IP
+// database, a country database given as the ASN one, …).
+var ErrNoData = errors.New("database provides no usable data")
+
+// asnFacts is what an ASN lookup returns.
 type asnFacts struct {
 	asn uint32
 	org string
 }
 
-// handle is one opened database file with the facts decoded from it. It is
-// immutable once built, except for its reference count: lookups hold a
-// reference while they read the memory-mapped file, and the file is
-// unmapped only when the last reference is dropped, so swapping a handle out
-// never pulls memory from under a running lookup.
-type handle struct {
-	refs   atomic.Int64 // one for the slot that publishes it, one per lookup in flight; 0 = closed
-	broken atomic.Bool  // the mapping faulted (file truncated in place): serve nothing from it
-
-	reader *maxminddb.Reader
-	ipv6   bool // the tree holds IPv6; an IPv4-only tree answers nothing for IPv6
-	log    *slog.Logger
-
-	asn     map[uintptr]asnFacts // kindASN: by data offset
-	country map[uintptr]uint32   // kindCountry: by data offset; country index | continent index<<16, 0 = none
-
-	info DataSet       // the static parts: File, DatabaseType, BuildTime, Networks, Records, Schema, LoadedAt
-	file os.FileInfo   // identity of the file that was opened, to notice a replacement
-	took time.Duration // time to open and index
-}
-
-// acquire takes a lookup reference; it fails once the handle is closed.
-func (h *handle) acquire() bool {
-	for {
-		n := h.refs.Load()
-		if n <= 0 {
-			return false
-		}
-		if h.refs.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-// release drops a reference; the last one unmaps the file.
-func (h *handle) release() {
-	if h.refs.Add(-1) == 0 {
-		if err := h.reader.Close(); err != nil {
-			h.log.Warn("geo: closing replaced database", "file", h.info.File, "err", err)
-		}
-	}
-}
-
-// offset walks the search tree for addr and returns its data offset.
+// handle is everything one database file provides, indexed for lookups. It
+// is built completely from the file and then never changes, so lookups need
+// no locks and a reload just publishes a new handle.
 //
-// The file is memory-mapped. If someone rewrites it in place instead of
-// renaming a new file over it, and truncates it, touching the mapping
-// raises SIGBUS, which would kill the process. SetPanicOnFault turns that
-// into a panic that is recovered here: the handle is marked broken (the
-// watcher reloads the file once the writer is done) and the lookup reports
-// no data.
-func (h *handle) offset(addr netip.Addr) (off uintptr, found bool) {
-	if h.broken.Load() || (addr.Is6() && !h.ipv6) {
-		return 0, false
-	}
-	defer h.recoverFault(debug.SetPanicOnFault(true), &found)
-	res := h.reader.Lookup(addr)
-	if !res.Found() {
-		return 0, false
-	}
-	return res.Offset(), true
+// Lookups do not read the file: the file is memory-mapped only while it is
+// verified and indexed, and unmapped before the handle is published. A
+// lookup therefore never touches memory that a reload, a Close or someone
+// rewriting the file in place could pull away, and nothing has to count
+// readers.
+type handle struct {
+	// table maps each network to a value: an index into asn (kindASN), or a
+	// packed country index | continent index<<16 (kindCountry). Networks
+	// without data for the role are not in it.
+	table *bart.Table[uint32]
+	asn   []asnFacts
+
+	// The IPv6 networks that MaxMind-format writers alias to the IPv4 tree:
+	// 6to4 (2002::/16, IPv4 in bits 16-47) and Teredo (2001::/32, IPv4 in
+	// bits 32-63). Lookups there use the embedded IPv4 address, as
+	// maxminddb's own lookups do.
+	alias6to4, aliasTeredo bool
+
+	info DataSet     // all but Err and Loaded
+	file os.FileInfo // identity of the file that was opened, to notice a replacement
+	took time.Duration
 }
 
-func (h *handle) recoverFault(old bool, found *bool) {
-	debug.SetPanicOnFault(old)
-	e := recover()
-	if e == nil {
-		return
+// value returns the table value for addr.
+func (h *handle) value(addr netip.Addr) (uint32, bool) {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		b := addr.As16()
+		switch {
+		case h.alias6to4 && b[0] == 0x20 && b[1] == 0x02:
+			addr = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
+		case h.aliasTeredo && b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0:
+			addr = netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]})
+		}
 	}
-	if _, isFault := e.(interface{ Addr() uintptr }); !isFault {
-		panic(e)
-	}
-	*found = false
-	if h.broken.CompareAndSwap(false, true) {
-		h.log.Error("geo: database memory fault; the file was changed in place (replace it by renaming a new file over it); serving no data from it until it is reloaded",
-			"file", h.info.File, "err", e)
-	}
+	return h.table.Lookup(addr)
 }
 
-// openHandle opens, checks and indexes one database file for a role.
-func openHandle(path string, k kind, log *slog.Logger) (*handle, error) {
+// openHandle opens, verifies and indexes one database file for a role. It
+// also returns what the file was when it was opened (nil if it could not be
+// found), so that the same file is not tried again until it changes. The
+// file is looked at before it is opened: if it is replaced in between, the
+// new one is noticed as a change and loaded again, never skipped.
+func openHandle(path string, k kind) (*handle, os.FileInfo, error) {
 	start := time.Now()
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fs.ErrNotExist // the caller names the file
+		}
+		return nil, nil, err
 	}
 	if fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory, not an .mmdb file", path)
+		return nil, fi, errors.New("it is a directory, not an .mmdb file")
 	}
 	r, err := maxminddb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("not a readable MaxMind DB file: %w", err)
+		return nil, fi, fmt.Errorf("not a readable MaxMind DB file: %w", err)
 	}
-	// Verify walks the whole search tree and data section: a corrupt tree
-	// would otherwise surface as wrong answers or errors on the lookup path.
-	if err := r.Verify(); err != nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("failed verification: %w", err)
+	h, err := build(r, k)
+	if cerr := r.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("unmapping: %w", cerr)
 	}
-	h := &handle{
-		reader: r,
-		ipv6:   r.Metadata.IPVersion == 6,
-		log:    log,
-		file:   fi,
+	if err != nil {
+		return nil, fi, err
 	}
-	if err := h.index(k); err != nil {
-		_ = r.Close()
-		return nil, err
-	}
+	h.info.Kind = k.String()
 	h.info.File = path
 	h.info.LoadedAt = time.Now()
-	h.info.Kind = k.String()
+	h.file = fi
 	h.took = time.Since(start)
-	h.refs.Store(1)
-	return h, nil
+	return h, fi, nil
+}
+
+// build verifies the database and indexes it.
+//
+// The file is memory-mapped. If someone truncates it meanwhile (rewriting
+// it in place rather than renaming a new file over it), reading the mapping
+// raises SIGBUS, which would kill the process; SetPanicOnFault turns that
+// into a panic that is recovered here as an error.
+func build(r *maxminddb.Reader, k kind) (h *handle, err error) {
+	defer func(old bool) {
+		debug.SetPanicOnFault(old)
+		if e := recover(); e != nil {
+			if _, isFault := e.(interface{ Addr() uintptr }); !isFault {
+				panic(e)
+			}
+			h, err = nil, fmt.Errorf("the file changed while it was being read (replace it by renaming a new file over it): %v", e)
+		}
+	}(debug.SetPanicOnFault(true))
+
+	md := r.Metadata
+	for _, t := range uselessTypes {
+		if strings.Contains(md.DatabaseType, t) {
+			return nil, fmt.Errorf("database type %q holds no %s data: %w", md.DatabaseType, k, ErrNoData)
+		}
+	}
+	// Verify walks the whole search tree and data section, so that a
+	// corrupt file is refused whole rather than half-indexed.
+	if err := r.Verify(); err != nil {
+		return nil, fmt.Errorf("failed verification: %w", err)
+	}
+	return index(r, k)
 }
 
 // index walks every network once, decodes each distinct record into the
-// facts lookups need, refuses a database that provides nothing for the
-// role, and then checks a sample of networks through the lookup path.
-func (h *handle) index(k kind) error {
-	md := h.reader.Metadata
+// facts lookups need, and puts the networks into a prefix table. It refuses
+// a database that provides nothing for the role, and checks a sample of
+// networks against maxminddb's own lookup.
+func index(r *maxminddb.Reader, k kind) (*handle, error) {
+	md := r.Metadata
+	h := &handle{table: new(bart.Table[uint32])}
 	h.info.DatabaseType = md.DatabaseType
 	h.info.BuildTime = md.BuildTime().UTC()
-	for _, t := range uselessTypes {
-		if strings.Contains(md.DatabaseType, t) {
-			return fmt.Errorf("database type %q holds no %s data: %w", md.DatabaseType, k, ErrNoData)
-		}
-	}
 
-	if k == kindASN {
-		h.asn = make(map[uintptr]asnFacts)
-	} else {
-		h.country = make(map[uintptr]uint32)
-	}
 	type probe struct {
-		addr netip.Addr
-		off  uintptr
+		addr  netip.Addr
+		off   uintptr
+		value uint32
+		ok    bool
 	}
 	var (
 		probes                      []probe
-		networks, useful            int
+		networks, records, useful   int
 		maxmindRecords, flatRecords int
-		withASN, withCountry        int // records carrying the other role's data, for the error message
-		records                     int
-		seen                        func(uintptr) bool
+		withASN, withCountry        int // records with the other role's data, for the error message
+		values                      = map[uintptr]uint32{}
+		noValue                     = map[uintptr]bool{}
+		asnIndex                    = map[asnFacts]uint32{}
+		m                           = merger{table: h.table}
 	)
-	if k == kindASN {
-		seen = func(off uintptr) bool { _, ok := h.asn[off]; return ok }
-	} else {
-		seen = func(off uintptr) bool { _, ok := h.country[off]; return ok }
-	}
-	for res := range h.reader.Networks() {
+	for res := range r.Networks() {
 		if err := res.Err(); err != nil {
-			return fmt.Errorf("walking the search tree: %w", err)
+			return nil, fmt.Errorf("walking the search tree: %w", err)
 		}
 		networks++
 		off := res.Offset()
-		if networks%probeEvery == 1 && len(probes) < maxProbes {
-			probes = append(probes, probe{res.Prefix().Addr(), off})
-		}
-		if seen(off) {
-			continue
-		}
-		records++
-		var rec record
-		if err := res.Decode(&rec); err != nil {
-			return fmt.Errorf("decoding the record of %s: %w", res.Prefix(), err)
-		}
-		if rec.maxmind {
-			maxmindRecords++
-		} else if rec.flat {
-			flatRecords++
-		}
-		if rec.asn != 0 {
-			withASN++
-		}
-		if rec.countryIndex() != noCode || rec.continent != noCode {
-			withCountry++
-		}
-		if k == kindASN {
+		v, ok := values[off]
+		if !ok && !noValue[off] {
+			records++
+			var rec record
+			if err := res.Decode(&rec); err != nil {
+				return nil, fmt.Errorf("decoding the record of %s: %w", res.Prefix(), err)
+			}
+			switch {
+			case rec.maxmind:
+				maxmindRecords++
+			case rec.flat:
+				flatRecords++
+			}
 			if rec.asn != 0 {
-				h.asn[off] = asnFacts{asn: rec.asn, org: rec.org}
+				withASN++
+			}
+			if rec.countryIndex() != noCode || rec.continent != noCode {
+				withCountry++
+			}
+			v, ok = factsValue(k, &rec, h, asnIndex)
+			if ok {
+				values[off] = v
 				useful++
 			} else {
-				h.asn[off] = asnFacts{} // seen, nothing to tell
+				noValue[off] = true
 			}
-		} else {
-			packed := uint32(rec.countryIndex()) | uint32(rec.continentIndex())<<16
-			h.country[off] = packed
-			if packed != 0 {
-				useful++
+		}
+		p := res.Prefix()
+		if networks%probeEvery == 1 && len(probes) < maxProbes {
+			probes = append(probes, probe{p.Addr(), off, v, ok})
+		}
+		switch {
+		case !ok:
+		case p.Addr().Is6() && p.Bits() <= 96 && p.Contains(netip.IPv6Unspecified()):
+			// A network over the whole IPv4 tree (::/96) is reported as
+			// IPv6; IPv4 lookups must find it too.
+			h.table.Insert(netip.PrefixFrom(netip.IPv4Unspecified(), 0), v)
+			fallthrough
+		default:
+			if err := m.push(p, v); err != nil {
+				return nil, err
 			}
 		}
 	}
+	m.flush()
 	if useful == 0 {
 		hint := ""
 		switch {
@@ -259,25 +255,59 @@ func (h *handle) index(k kind) error {
 		if k == kindCountry {
 			want = "country.iso_code, registered_country.iso_code, continent.code, country_code or continent_code"
 		}
-		return fmt.Errorf("database type %q: none of its %d records has %s%s: %w",
+		return nil, fmt.Errorf("database type %q: none of its %d records has %s%s: %w",
 			md.DatabaseType, records, want, hint, ErrNoData)
 	}
+
+	// The index must answer what maxminddb answers.
 	for _, p := range probes {
-		off, ok := h.offset(p.addr)
-		if !ok || off != p.off {
-			return fmt.Errorf("self-check failed: looking up %s does not find the record the tree walk found for it", p.addr)
+		if res := r.Lookup(p.addr); !res.Found() || res.Offset() != p.off {
+			return nil, fmt.Errorf("self-check failed: maxminddb does not find for %s the record the tree walk found", p.addr)
+		}
+		if v, ok := h.value(p.addr); v != p.value || ok != p.ok {
+			return nil, fmt.Errorf("self-check failed: the index answers %d, %v for %s, want %d, %v", v, ok, p.addr, p.value, p.ok)
 		}
 	}
+	if md.IPVersion == 6 {
+		for _, p := range probes {
+			if !p.addr.Is4() {
+				continue
+			}
+			b := p.addr.As4()
+			sixToFour := netip.AddrFrom16([16]byte{0x20, 0x02, b[0], b[1], b[2], b[3]})
+			teredo := netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0, b[0], b[1], b[2], b[3]})
+			h.alias6to4 = r.Lookup(sixToFour).Offset() == p.off
+			h.aliasTeredo = r.Lookup(teredo).Offset() == p.off
+			break
+		}
+	}
+
 	h.info.Networks = networks
 	h.info.Records = records
 	h.info.Schema = SchemaMaxMind
 	if flatRecords > maxmindRecords {
 		h.info.Schema = SchemaFlat
 	}
-	return nil
+	h.info.Prefixes = m.inserted
+	return h, nil
 }
 
-// ErrNoData is wrapped by errors for a database that provides nothing
-// reghost can use in the role it was configured for (an Anonymous-IP
-// database, a country database given as the ASN one, …).
-var ErrNoData = errors.New("database provides no usable data")
+// factsValue turns a record into the table value for the role; ok is false
+// when the record has nothing for it.
+func factsValue(k kind, rec *record, h *handle, asnIndex map[asnFacts]uint32) (uint32, bool) {
+	if k == kindASN {
+		if rec.asn == 0 {
+			return 0, false
+		}
+		f := asnFacts{asn: rec.asn, org: rec.org}
+		i, ok := asnIndex[f]
+		if !ok {
+			i = uint32(len(h.asn))
+			h.asn = append(h.asn, f)
+			asnIndex[f] = i
+		}
+		return i, true
+	}
+	v := uint32(rec.countryIndex()) | uint32(rec.continentIndex())<<16
+	return v, v != 0
+}

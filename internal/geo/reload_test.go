@@ -17,10 +17,11 @@ import (
 	"github.com/reghost/reghost/internal/geo/geotest"
 )
 
-// run starts d.Run with short timings and stops it when the test ends.
-func run(t *testing.T, d *geo.DB) {
+// run starts d.Run with a short debounce and the given poll interval, and
+// stops it when the test ends.
+func run(t *testing.T, d *geo.DB, poll time.Duration) {
 	t.Helper()
-	geo.SetWatchTimings(d, 20*time.Millisecond, 200*time.Millisecond)
+	geo.SetWatchTimings(d, 20*time.Millisecond, poll)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -93,7 +94,7 @@ func TestRunLoadsDatabaseThatAppears(t *testing.T) {
 	dir := t.TempDir()
 	asnPath := filepath.Join(dir, "sub", "asn.mmdb") // the directory does not exist yet either
 	d := open(t, geo.Config{ASN: asnPath})
-	run(t, d)
+	run(t, d, 200*time.Millisecond) // the directory is watched once a poll finds it
 	if _, _, ok := d.ASN(netip.MustParseAddr("1.2.3.4")); ok {
 		t.Fatal("ASN answered before the database exists")
 	}
@@ -132,6 +133,11 @@ func TestRunReloadsReplacedDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"symlink to a file geoipupdate replaces in another directory", func(t *testing.T, dir, _, src string) {
+			if err := geotest.ReplaceFile(filepath.Join(dir, "geoip", "GeoLite2-ASN.mmdb"), src); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"Kubernetes volume symlink swap", func(t *testing.T, dir, _, src string) {
 			// A ConfigMap or Secret volume: asn.mmdb -> ..data/asn.mmdb,
 			// ..data -> ..<timestamp>; an update swaps ..data.
@@ -156,7 +162,18 @@ func TestRunReloadsReplacedDatabase(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			path := filepath.Join(dir, "asn.mmdb")
-			if strings.Contains(tt.name, "symlink") {
+			if strings.Contains(tt.name, "geoipupdate") {
+				target := filepath.Join(dir, "geoip", "GeoLite2-ASN.mmdb")
+				if err := os.Mkdir(filepath.Dir(target), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := geotest.WriteASN(target, asnVersion(0)); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, path); err != nil {
+					t.Fatal(err)
+				}
+			} else if strings.Contains(tt.name, "Kubernetes") {
 				v1 := filepath.Join(dir, "..v1")
 				if err := os.Mkdir(v1, 0o755); err != nil {
 					t.Fatal(err)
@@ -178,7 +195,7 @@ func TestRunReloadsReplacedDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := open(t, geo.Config{ASN: path})
-			run(t, d)
+			run(t, d, time.Hour) // file system events only
 			checkASN(t, d, "1.7.0.1", asnWant{asnRecord(0, 7).ASN, asnRecord(0, 7).Org, true})
 			tt.replace(t, dir, path, src)
 			waitFor(t, "version 1 to serve", func() bool {
@@ -218,7 +235,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		}
 	}
 	d := open(t, geo.Config{ASN: asnPath, Country: countryPath})
-	run(t, d)
+	run(t, d, time.Hour)
 
 	// Lookups in a loop; any wrong or missing answer is a failure.
 	var (

@@ -29,15 +29,23 @@ func (d *DB) Run(ctx context.Context) error {
 
 	// Watch directories, not files: a rename over a file replaces the
 	// inode a file watch would follow. A directory that does not exist yet,
-	// or is removed, is (re)added at the next poll.
+	// or is removed, is (re)added at the next poll. When the configured
+	// path is a symlink, the directory of its target is watched too (where
+	// geoipupdate renames new files into place).
 	var dirs []string
 	names := map[string]bool{}
-	for _, s := range d.slots() {
-		dir := filepath.Clean(filepath.Dir(s.path))
+	add := func(path string) {
+		dir := filepath.Clean(filepath.Dir(path))
 		if !slices.Contains(dirs, dir) {
 			dirs = append(dirs, dir)
 		}
-		names[filepath.Base(s.path)] = true
+		names[filepath.Base(path)] = true
+	}
+	for _, s := range d.slots() {
+		add(s.path)
+		if target, err := filepath.EvalSymlinks(s.path); err == nil && target != filepath.Clean(s.path) {
+			add(target)
+		}
 	}
 	warned := map[string]bool{}
 	watch := func() {

@@ -49,6 +49,30 @@ type ruleset struct {
 	def       int
 	static    *layer
 	overrides *layer
+	needs     needs // which facts some rule could use: others are not looked up
+}
+
+// needs is a set of fact lookups.
+type needs uint8
+
+const (
+	needASN needs = 1 << iota
+	needCloud
+	needCountry
+)
+
+func (l *layer) needs() needs {
+	var n needs
+	if len(l.asn) > 0 {
+		n |= needASN
+	}
+	if len(l.cloud)+len(l.cloudRegion) > 0 {
+		n |= needCloud
+	}
+	if len(l.country)+len(l.continent) > 0 {
+		n |= needCountry
+	}
+	return n
 }
 
 func (rs *ruleset) known(name string) bool {
@@ -166,6 +190,7 @@ func compileRuleset(regs []rules.Registry, static []rules.Rule, overrides []rule
 	rs.static = compileLayer(rs, items)
 	var err error
 	rs.overrides, err = compileOverrides(rs, overrides)
+	rs.needs = rs.static.needs() | rs.overrides.needs()
 	return rs, err
 }
 

@@ -124,7 +124,7 @@ func checkQuery(q string) error {
 
 // isDotSegment reports "." or "..", also percent-encoded ("%2e%2E").
 func isDotSegment(seg string) bool {
-	if len(seg) > 6 {
+	if len(seg) == 0 || len(seg) > 6 || seg[0] != '.' && seg[0] != '%' {
 		return false
 	}
 	s := strings.ReplaceAll(strings.ReplaceAll(seg, "%2e", "."), "%2E", ".")
@@ -137,8 +137,7 @@ func checkChars(s string, query bool) error {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
+		case pathChars[c]:
 		case c == '?' && query:
 		case c == '%':
 			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
@@ -151,6 +150,20 @@ func checkChars(s string, query bool) error {
 	}
 	return nil
 }
+
+// pathChars are RFC 3986 pchar and "/", less "%", which must start an escape.
+var pathChars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range []byte("-._~!$&'()*+,;=:@/") {
+		t[c] = true
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

@@ -157,6 +157,7 @@ func (e *Engine) SetOverrides(ovs []rules.Override) error {
 	l, err := compileOverrides(old.rs, ovs)
 	rs := *old.rs
 	rs.overrides = l
+	rs.needs = rs.static.needs() | l.needs()
 	e.state.Store(&state{rs: &rs, src: old.src})
 	return err
 }
@@ -266,7 +267,6 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 		}
 		return false
 	}
-	has := func(n func(*layer) int) bool { return explain || n(layers[0]) > 0 || n(layers[1]) > 0 }
 
 	if !addr.IsValid() {
 		return st.fallback(c, FallbackNoAddress, trail)
@@ -294,7 +294,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	if tryKind("cidr:"+addrString(addr, explain), func(l *layer) *entry { e, _ := l.cidr.Lookup(addr); return e }) {
 		return c
 	}
-	if has(func(l *layer) int { return len(l.asn) }) {
+	if explain || rs.needs&needASN != 0 {
 		if asn, org, ok := lookupASN(st.src.ASN, addr); ok {
 			c.Facts.ASN, c.Facts.ASOrg = asn, org
 			if tryKind(kindFact("asn", asn, explain), func(l *layer) *entry { return l.asn[asn] }) {
@@ -304,7 +304,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 			noData("asn")
 		}
 	}
-	if has(func(l *layer) int { return len(l.cloud) + len(l.cloudRegion) }) {
+	if explain || rs.needs&needCloud != 0 {
 		if p, r, ok := lookupCloud(st.src.Cloud, addr); ok {
 			c.Facts.Cloud, c.Facts.Region = p, r
 			if tryKind(factString(explain, "cloud:", p, "/", r), func(l *layer) *entry { return l.cloudRegion[cloudKey{p, r}] }) ||
@@ -315,7 +315,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 			noData("cloud")
 		}
 	}
-	if has(func(l *layer) int { return len(l.country) + len(l.continent) }) {
+	if explain || rs.needs&needCountry != 0 {
 		if cc, cont, ok := lookupCountry(st.src.Country, addr); ok {
 			c.Facts.Country, c.Facts.Continent = cc, cont
 			if tryKind(factString(explain, "country:", cc), func(l *layer) *entry { return l.country[cc] }) ||

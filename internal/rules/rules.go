@@ -164,10 +164,12 @@ func (m Match) Validate() error {
 	return nil
 }
 
-// IsCountry reports whether cc is an assigned ISO 3166-1 alpha-2 code,
-// in upper case.
+// IsCountry reports whether cc is an ISO 3166-1 alpha-2 country code in
+// upper case, as GeoIP databases give them: the assigned codes, and XK
+// (Kosovo), which MaxMind uses. UK is refused: it is only reserved, and
+// the databases say GB.
 func IsCountry(cc string) bool {
-	if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' {
+	if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' || cc == "UK" {
 		return false
 	}
 	r, err := language.ParseRegion(cc)

@@ -1,0 +1,698 @@
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/http"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/reghost/reghost/internal/app"
+	"github.com/reghost/reghost/internal/config"
+)
+
+// The objects the kustomization makes.
+const (
+	k8sNamespace   = "reghost"
+	k8sReghost     = "reghost" // Deployment, Service and PodDisruptionBudget
+	k8sEnvoy       = "envoy"   // the same
+	reghostReplica = 2
+)
+
+// cluster is the kustomize output, every object decoded into its type.
+type cluster struct {
+	Namespaces  map[string]*corev1.Namespace
+	Deployments map[string]*appsv1.Deployment
+	Services    map[string]*corev1.Service
+	ConfigMaps  map[string]*corev1.ConfigMap
+	Secrets     map[string]*corev1.Secret
+	PDBs        map[string]*policyv1.PodDisruptionBudget
+}
+
+// buildKustomization runs kustomize as `kubectl apply -k dir` does (files
+// outside dir refused, no plugins) and decodes each object strictly into
+// its Kubernetes API type: an unknown or misspelt field is an error.
+func buildKustomization(dir string) (*cluster, error) {
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	c := &cluster{
+		Namespaces: map[string]*corev1.Namespace{}, Deployments: map[string]*appsv1.Deployment{},
+		Services: map[string]*corev1.Service{}, ConfigMaps: map[string]*corev1.ConfigMap{},
+		Secrets: map[string]*corev1.Secret{}, PDBs: map[string]*policyv1.PodDisruptionBudget{},
+	}
+	for _, r := range m.Resources() {
+		data, err := r.AsYAML()
+		if err != nil {
+			return nil, err
+		}
+		gvk := r.GetApiVersion() + " " + r.GetKind()
+		var obj metav1.Object
+		switch gvk {
+		case "v1 Namespace":
+			obj, err = decodeInto(data, c.Namespaces)
+		case "apps/v1 Deployment":
+			obj, err = decodeInto(data, c.Deployments)
+		case "v1 Service":
+			obj, err = decodeInto(data, c.Services)
+		case "v1 ConfigMap":
+			obj, err = decodeInto(data, c.ConfigMaps)
+		case "v1 Secret":
+			obj, err = decodeInto(data, c.Secrets)
+		case "policy/v1 PodDisruptionBudget":
+			obj, err = decodeInto(data, c.PDBs)
+		default:
+			return nil, fmt.Errorf("%s %s: a kind deploytest does not check", gvk, r.GetName())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", gvk, r.GetName(), err)
+		}
+		if gvk != "v1 Namespace" && obj.GetNamespace() != k8sNamespace {
+			return nil, fmt.Errorf("%s %s: namespace %q; want %q", gvk, r.GetName(), obj.GetNamespace(), k8sNamespace)
+		}
+	}
+	return c, nil
+}
+
+// decodeInto decodes data into a new T as strictly as the API server
+// does (field names case-sensitive, unknown and duplicate fields errors)
+// and files it by name.
+func decodeInto[T any, PT interface {
+	*T
+	metav1.Object
+}](data []byte, into map[string]PT) (metav1.Object, error) {
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, err
+	}
+	obj := PT(new(T))
+	strict, err := kjson.UnmarshalStrict(js, obj)
+	if err != nil {
+		return nil, err
+	}
+	if len(strict) > 0 {
+		return nil, errors.Join(strict...)
+	}
+	if _, dup := into[obj.GetName()]; dup {
+		return nil, fmt.Errorf("defined twice")
+	}
+	into[obj.GetName()] = obj
+	return obj, nil
+}
+
+// k8sDeployment is what checkKubernetes found, for other checks.
+type k8sDeployment struct {
+	Config     *config.Config
+	TokenEnv   string // the variable the reghost container gets the token in
+	ProbePaths []string
+	Images     map[string]string
+}
+
+// checkKubernetes checks the kustomize output against the image, the
+// reghost config in its ConfigMap, and Envoy's config in its ConfigMap,
+// which must be deploy/envoy's files (envoyYAML, envoyLua) unchanged.
+func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDeployment, problems) {
+	var dep k8sDeployment
+	var p problems
+	dep.Images = map[string]string{}
+	if _, ok := c.Namespaces[k8sNamespace]; !ok || len(c.Namespaces) != 1 {
+		p.add("k8s: namespaces %v; want %s", slices.Sorted(maps.Keys(c.Namespaces)), k8sNamespace)
+	}
+
+	// Every Deployment: selector, resources, and locked down.
+	for name, d := range c.Deployments {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			p.add("k8s: Deployment %s: selector %v does not select its pods %v", name, d.Spec.Selector, d.Spec.Template.Labels)
+		}
+		pod := d.Spec.Template.Spec
+		for _, ctr := range pod.Containers {
+			where := fmt.Sprintf("k8s: Deployment %s container %s", name, ctr.Name)
+			for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				if q, ok := ctr.Resources.Requests[res]; !ok || q.IsZero() {
+					p.add("%s: no %s request", where, res)
+				}
+				if q, ok := ctr.Resources.Limits[res]; !ok || q.IsZero() {
+					p.add("%s: no %s limit", where, res)
+				}
+			}
+			checkSecurity(&p, where, pod.SecurityContext, ctr.SecurityContext)
+		}
+	}
+
+	// reghost.
+	rd, ok := c.Deployments[k8sReghost]
+	if !ok || len(rd.Spec.Template.Spec.Containers) != 1 {
+		p.add("k8s: no Deployment %s with one container", k8sReghost)
+		return dep, p
+	}
+	if rd.Spec.Replicas == nil || *rd.Spec.Replicas != reghostReplica {
+		p.add("k8s: Deployment %s: replicas %s; want %d", k8sReghost, show(rd.Spec.Replicas), reghostReplica)
+	}
+	pod := rd.Spec.Template.Spec
+	ctr := pod.Containers[0]
+	dep.Images[k8sReghost] = ctr.Image
+	if len(ctr.Command) > 0 {
+		p.add("k8s: reghost: command %q replaces the image's ENTRYPOINT", ctr.Command)
+	}
+	cfgPath, err := parseServerArgs(ctr.Args)
+	if err != nil {
+		p.add("k8s: reghost: %v", err)
+	}
+	cfgData, ok := mountedFile(&p, "k8s: reghost", c, pod, ctr, cfgPath)
+	if !ok {
+		return dep, p
+	}
+	cfg, err := config.Parse(cfgData, "ConfigMap "+cfgPath)
+	if err != nil {
+		p.add("k8s: reghost's config: %v", err)
+		return dep, p
+	}
+	dep.Config = cfg
+	lhost, lport, err := splitListen(cfg.Listen)
+	if err != nil || !unspecifiedHost(lhost) {
+		p.add("k8s: reghost: listen %q does not accept connections from other pods", cfg.Listen)
+	}
+	ahost, aport, err := splitListen(cfg.AdminListen)
+	if err != nil || !unspecifiedHost(ahost) {
+		p.add("k8s: reghost: admin_listen %q does not accept connections from other pods", cfg.AdminListen)
+	}
+	wantPorts := map[string]int{"http": lport, "admin": aport}
+	for _, cp := range ctr.Ports {
+		if want, ok := wantPorts[cp.Name]; !ok || int(cp.ContainerPort) != want {
+			p.add("k8s: reghost: container port %s %d; the config listens on %v", cp.Name, cp.ContainerPort, wantPorts)
+		}
+		delete(wantPorts, cp.Name)
+	}
+	if len(wantPorts) > 0 {
+		p.add("k8s: reghost: no container port for %v", wantPorts)
+	}
+	for _, pr := range []struct {
+		kind  string
+		probe *corev1.Probe
+		path  string
+	}{{"readiness", ctr.ReadinessProbe, "/readyz"}, {"liveness", ctr.LivenessProbe, "/healthz"}} {
+		if pr.probe == nil || pr.probe.HTTPGet == nil {
+			p.add("k8s: reghost: no HTTP %s probe", pr.kind)
+			continue
+		}
+		g := pr.probe.HTTPGet
+		dep.ProbePaths = append(dep.ProbePaths, g.Path)
+		if port, ok := containerPort(ctr, g.Port); g.Path != pr.path || !ok || port != lport {
+			p.add("k8s: reghost: %s probe GET %s on port %s; want %s on the public listener (%d)", pr.kind, g.Path, g.Port.String(), pr.path, lport)
+		}
+	}
+	if m, ok := mountAt(pod, ctr, cfg.DataDir); !ok || m.ReadOnly || volume(pod, m.Name).EmptyDir == nil {
+		p.add("k8s: reghost: no writable emptyDir at data_dir %s", cfg.DataDir)
+	}
+	if !slices.Contains(img.Volumes, cfg.DataDir) {
+		p.add("k8s: reghost: data_dir %s is not the image's VOLUME %q", cfg.DataDir, img.Volumes)
+	}
+	for _, f := range dataFiles(cfg) {
+		if !within(f, cfg.DataDir) {
+			p.add("k8s: reghost: %s is outside data_dir %s, on the read-only root", f, cfg.DataDir)
+		}
+	}
+	if cfg.ClientIP.Header != config.HeaderXRealIP {
+		p.add("k8s: reghost: client_ip.header %s; reghost.lua sends X-Real-IP", cfg.ClientIP.Header)
+	}
+	if len(cfg.ClientIP.TrustedProxies) == 0 {
+		p.add("k8s: reghost: client_ip.trusted_proxies is empty: Envoy's X-Real-IP would be ignored")
+	}
+
+	// The admin token: REGHOST_ADMIN_TOKEN from a Secret, which either is
+	// in the output or is optional (deploy/README.md says to create it).
+	if cfg.Admin.TokenFile != "" {
+		p.add("k8s: reghost: admin.token_file %s; the Deployment passes %s", cfg.Admin.TokenFile, tokenEnv)
+	}
+	for _, e := range ctr.Env {
+		if e.Name != tokenEnv {
+			continue
+		}
+		dep.TokenEnv = e.Name
+		ref := (*corev1.SecretKeySelector)(nil)
+		if e.ValueFrom != nil {
+			ref = e.ValueFrom.SecretKeyRef
+		}
+		switch {
+		case ref == nil:
+			p.add("k8s: reghost: %s is not from a Secret", tokenEnv)
+		case ref.Optional != nil && *ref.Optional:
+		case c.Secrets[ref.Name] == nil || (c.Secrets[ref.Name].Data[ref.Key] == nil && c.Secrets[ref.Name].StringData[ref.Key] == ""):
+			p.add("k8s: reghost: %s from Secret %s key %s, which is not in the output and not optional: the pod would not start", tokenEnv, ref.Name, ref.Key)
+		}
+	}
+	if dep.TokenEnv == "" {
+		p.add("k8s: reghost: no %s in the container's environment", tokenEnv)
+	}
+
+	// Its Service: headless, so that Envoy's STRICT_DNS cluster sees
+	// every pod; the cluster's host and port.
+	rs, ok := c.Services[k8sReghost]
+	if !ok {
+		p.add("k8s: no Service %s", k8sReghost)
+		return dep, p
+	}
+	checkSelects(&p, c, rs, k8sReghost)
+	if rs.Spec.ClusterIP != corev1.ClusterIPNone || rs.Spec.Type != "" && rs.Spec.Type != corev1.ServiceTypeClusterIP {
+		p.add("k8s: Service %s: not headless (clusterIP %q, type %q): Envoy would see one address for all replicas", k8sReghost, rs.Spec.ClusterIP, rs.Spec.Type)
+	}
+	for _, sp := range rs.Spec.Ports {
+		if port, ok := containerPort(ctr, sp.TargetPort); !ok || port != int(sp.Port) {
+			p.add("k8s: Service %s port %s %d: targets %s, not container port %d (a headless Service's clients connect to the pod's port)", k8sReghost, sp.Name, sp.Port, sp.TargetPort.String(), sp.Port)
+		}
+	}
+
+	// Envoy: deploy/envoy's files, pointing at that Service.
+	ed, ok := c.Deployments[k8sEnvoy]
+	if !ok || len(ed.Spec.Template.Spec.Containers) != 1 {
+		p.add("k8s: no Deployment %s with one container", k8sEnvoy)
+		return dep, p
+	}
+	epod := ed.Spec.Template.Spec
+	ectr := epod.Containers[0]
+	dep.Images[k8sEnvoy] = ectr.Image
+	envoyFile := envoyDefaultConfig
+	if i := slices.Index(ectr.Args, "-c"); i >= 0 && i+1 < len(ectr.Args) {
+		envoyFile = ectr.Args[i+1]
+	}
+	data, ok := mountedFile(&p, "k8s: envoy", c, epod, ectr, envoyFile)
+	if !ok {
+		return dep, p
+	}
+	if !bytes.Equal(data, envoyYAML) {
+		p.add("k8s: envoy's %s is not %s; run: cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua %s/envoy/", envoyFile, envoyConfigPath, k8sDir)
+	}
+	ec, err := parseEnvoy(data)
+	if err != nil {
+		p.add("k8s: %v", err)
+		return dep, p
+	}
+	for _, f := range ec.Files {
+		fdata, ok := mountedFile(&p, "k8s: envoy", c, epod, ectr, f)
+		if ok && path.Base(f) == path.Base(envoyLuaPath) && !bytes.Equal(fdata, envoyLua) {
+			p.add("k8s: envoy's %s is not %s; run: cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua %s/envoy/", f, envoyLuaPath, k8sDir)
+		}
+	}
+	ep, err := ec.Cluster(envoyCluster)
+	if err != nil {
+		p.add("k8s: %v", err)
+		return dep, p
+	}
+	if ep.Host != rs.Name {
+		p.add("k8s: envoy.yaml's cluster %s goes to %q, not the Service %s in Envoy's namespace", envoyCluster, ep.Host, rs.Name)
+	}
+	if !slices.ContainsFunc(rs.Spec.Ports, func(sp corev1.ServicePort) bool { return int(sp.Port) == ep.Port && sp.Name == "http" }) {
+		p.add("k8s: envoy.yaml's cluster %s goes to port %d, which is not Service %s's http port", envoyCluster, ep.Port, rs.Name)
+	}
+	for _, hp := range ep.HealthPaths {
+		if !slices.Contains(dep.ProbePaths, hp) {
+			p.add("k8s: envoy.yaml health-checks %s, which the kubelet does not probe (%v)", hp, dep.ProbePaths)
+		}
+	}
+	listeners := ec.ListenerPorts()
+	for _, cp := range ectr.Ports {
+		if !slices.Contains(listeners, int(cp.ContainerPort)) {
+			p.add("k8s: envoy: container port %s %d; envoy.yaml listens on %v", cp.Name, cp.ContainerPort, listeners)
+		}
+	}
+	for _, pr := range []*corev1.Probe{ectr.ReadinessProbe, ectr.LivenessProbe} {
+		if pr == nil || pr.TCPSocket == nil {
+			p.add("k8s: envoy: a readiness or liveness probe is not a TCP probe of the listener")
+		} else if port, ok := containerPort(ectr, pr.TCPSocket.Port); !ok || !slices.Contains(listeners, port) {
+			p.add("k8s: envoy: probe on port %s, not a listener of envoy.yaml %v", pr.TCPSocket.Port.String(), listeners)
+		}
+	}
+	es, ok := c.Services[k8sEnvoy]
+	if !ok {
+		p.add("k8s: no Service %s", k8sEnvoy)
+		return dep, p
+	}
+	checkSelects(&p, c, es, k8sEnvoy)
+	if es.Spec.Type != corev1.ServiceTypeLoadBalancer || es.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		p.add("k8s: Service %s: type %q, externalTrafficPolicy %q; want LoadBalancer with Local, which keeps the client's address", k8sEnvoy, es.Spec.Type, es.Spec.ExternalTrafficPolicy)
+	}
+	for _, sp := range es.Spec.Ports {
+		if port, ok := containerPort(ectr, sp.TargetPort); !ok || !slices.Contains(listeners, port) {
+			p.add("k8s: Service %s port %s: targets %s, not an Envoy listener %v", k8sEnvoy, sp.Name, sp.TargetPort.String(), listeners)
+		}
+	}
+
+	// PodDisruptionBudgets: one per Deployment, which it can satisfy.
+	for _, name := range []string{k8sReghost, k8sEnvoy} {
+		pdb, ok := c.PDBs[name]
+		d := c.Deployments[name]
+		if !ok {
+			p.add("k8s: no PodDisruptionBudget %s", name)
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			p.add("k8s: PodDisruptionBudget %s: selector %v does not select Deployment %s's pods %v", name, pdb.Spec.Selector, name, d.Spec.Template.Labels)
+		}
+		for other, od := range c.Deployments {
+			if other != name && err == nil && sel.Matches(labels.Set(od.Spec.Template.Labels)) {
+				p.add("k8s: PodDisruptionBudget %s also selects Deployment %s's pods", name, other)
+			}
+		}
+		if pdb.Spec.MinAvailable == nil || *pdb.Spec.MinAvailable != intstr.FromInt32(1) {
+			p.add("k8s: PodDisruptionBudget %s: minAvailable %s; want 1", name, show(pdb.Spec.MinAvailable))
+		} else if d.Spec.Replicas == nil || *d.Spec.Replicas <= 1 {
+			p.add("k8s: PodDisruptionBudget %s: minAvailable 1 of %s replicas blocks every node drain", name, show(d.Spec.Replicas))
+		}
+	}
+	return dep, p
+}
+
+// show prints what a pointer points to, or "unset".
+func show[T any](v *T) string {
+	if v == nil {
+		return "unset"
+	}
+	if s, ok := any(v).(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprint(*v)
+}
+
+// checkSecurity checks a container's effective security settings (the
+// container's, else the pod's): what the restricted Pod Security
+// Standard asks, plus a read-only root.
+func checkSecurity(p *problems, where string, pod *corev1.PodSecurityContext, ctr *corev1.SecurityContext) {
+	if pod == nil {
+		pod = &corev1.PodSecurityContext{}
+	}
+	if ctr == nil {
+		ctr = &corev1.SecurityContext{}
+	}
+	nonRoot := ctr.RunAsNonRoot
+	if nonRoot == nil {
+		nonRoot = pod.RunAsNonRoot
+	}
+	user := ctr.RunAsUser
+	if user == nil {
+		user = pod.RunAsUser
+	}
+	seccomp := ctr.SeccompProfile
+	if seccomp == nil {
+		seccomp = pod.SeccompProfile
+	}
+	if nonRoot == nil || !*nonRoot {
+		p.add("%s: runAsNonRoot is not true", where)
+	}
+	if user == nil || *user == 0 {
+		p.add("%s: runAsUser is not a non-root uid", where)
+	}
+	if ctr.ReadOnlyRootFilesystem == nil || !*ctr.ReadOnlyRootFilesystem {
+		p.add("%s: readOnlyRootFilesystem is not true", where)
+	}
+	if ctr.AllowPrivilegeEscalation == nil || *ctr.AllowPrivilegeEscalation {
+		p.add("%s: allowPrivilegeEscalation is not false", where)
+	}
+	if ctr.Capabilities == nil || !slices.Contains(ctr.Capabilities.Drop, "ALL") || len(ctr.Capabilities.Add) > 0 {
+		p.add("%s: capabilities do not drop ALL (and add none)", where)
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		p.add("%s: seccompProfile is not RuntimeDefault", where)
+	}
+}
+
+// checkSelects checks that Service svc selects the pods of Deployment
+// want and of no other.
+func checkSelects(p *problems, c *cluster, svc *corev1.Service, want string) {
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	for name, d := range c.Deployments {
+		got := len(svc.Spec.Selector) > 0 && sel.Matches(labels.Set(d.Spec.Template.Labels))
+		if got != (name == want) {
+			p.add("k8s: Service %s: selector %v selects Deployment %s's pods: %v; want %v", svc.Name, svc.Spec.Selector, name, got, name == want)
+		}
+	}
+}
+
+// containerPort resolves a probe's or Service's port (a number or a
+// container port's name) to a number of ctr's ports.
+func containerPort(ctr corev1.Container, port intstr.IntOrString) (int, bool) {
+	for _, cp := range ctr.Ports {
+		if (port.Type == intstr.String && cp.Name == port.StrVal) || (port.Type == intstr.Int && cp.ContainerPort == port.IntVal) {
+			return int(cp.ContainerPort), true
+		}
+	}
+	return 0, false
+}
+
+// mountAt returns the volume mount of ctr whose directory is dir.
+func mountAt(pod corev1.PodSpec, ctr corev1.Container, dir string) (corev1.VolumeMount, bool) {
+	for _, m := range ctr.VolumeMounts {
+		if path.Clean(m.MountPath) == path.Clean(dir) && m.SubPath == "" {
+			return m, true
+		}
+	}
+	return corev1.VolumeMount{}, false
+}
+
+func volume(pod corev1.PodSpec, name string) corev1.Volume {
+	for _, v := range pod.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	return corev1.Volume{}
+}
+
+// mountedFile returns the content of file in ctr: a key of a ConfigMap
+// that the output holds, mounted read-only at file's directory.
+func mountedFile(p *problems, where string, c *cluster, pod corev1.PodSpec, ctr corev1.Container, file string) ([]byte, bool) {
+	m, ok := mountAt(pod, ctr, path.Dir(file))
+	if !ok {
+		p.add("%s: nothing mounted at %s, for %s", where, path.Dir(file), file)
+		return nil, false
+	}
+	v := volume(pod, m.Name)
+	if v.ConfigMap == nil || !m.ReadOnly {
+		p.add("%s: %s is not a read-only ConfigMap mount", where, m.MountPath)
+		return nil, false
+	}
+	cm, ok := c.ConfigMaps[v.ConfigMap.Name]
+	if !ok {
+		p.add("%s: ConfigMap %s (mounted at %s) is not in the output", where, v.ConfigMap.Name, m.MountPath)
+		return nil, false
+	}
+	data, ok := cm.Data[path.Base(file)]
+	if !ok {
+		p.add("%s: ConfigMap %s mounted at %s has no key %s", where, cm.Name, m.MountPath, path.Base(file))
+		return nil, false
+	}
+	return []byte(data), true
+}
+
+// kubernetes builds deploy/k8s and checks it.
+func kubernetes(t testing.TB, dir string) (k8sDeployment, problems) {
+	t.Helper()
+	c, err := buildKustomization(dir)
+	if err != nil {
+		return k8sDeployment{}, problems{err.Error()}
+	}
+	return checkKubernetes(c, dockerImage(t), readRepoFile(t, envoyConfigPath), readRepoFile(t, envoyLuaPath))
+}
+
+func TestKubernetes(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	dep, p := kubernetes(t, filepath.Join(root, k8sDir))
+	p.expectNone(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("args", func(t *testing.T) {
+		t.Parallel()
+		c, err := buildKustomization(filepath.Join(root, k8sDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkServerArgs(t, "Deployment reghost args", c.Deployments[k8sReghost].Spec.Template.Spec.Containers[0].Args)
+	})
+	t.Run("images agree with compose", func(t *testing.T) {
+		t.Parallel()
+		cp, err := loadCompose(t.Context(), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cdep, p := checkCompose(cp, root, dockerImage(t))
+		p.expectNone(t)
+		for k8s, compose := range map[string]string{k8sReghost: composeReghost, k8sEnvoy: composeEnvoy} {
+			if dep.Images[k8s] != cdep.Images[compose] {
+				t.Errorf("image of %s: %q in Kubernetes, %q in compose", k8s, dep.Images[k8s], cdep.Images[compose])
+			}
+		}
+	})
+
+	broken := []struct {
+		name  string
+		edits []edit
+		want  string
+	}{
+		{"unknown field", []edit{{"reghost/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"}}, `unknown field "spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem"`},
+		{"file outside the kustomization", []edit{{"kustomization.yaml", "      - envoy/envoy.yaml\n", "      - ../../envoy/envoy.yaml\n"}}, "kustomize build"},
+		{"writable root", []edit{{"envoy/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"}}, "container envoy: readOnlyRootFilesystem is not true"},
+		{"privilege escalation", []edit{{"reghost/deployment.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"}}, "container reghost: allowPrivilegeEscalation is not false"},
+		{"capabilities", []edit{{"reghost/deployment.yaml", "drop: [ALL]", "drop: [NET_RAW]"}}, "container reghost: capabilities do not drop ALL"},
+		{"root", []edit{{"reghost/deployment.yaml", "runAsNonRoot: true\n            runAsUser: 65532", "runAsNonRoot: false\n            runAsUser: 65532"}}, "container reghost: runAsNonRoot is not true"},
+		{"seccomp", []edit{{"envoy/deployment.yaml", "seccompProfile:\n          type: RuntimeDefault\n      topology", "seccompProfile:\n          type: Unconfined\n      topology"}, {"envoy/deployment.yaml", "            seccompProfile:\n              type: RuntimeDefault\n", ""}}, "container envoy: seccompProfile is not RuntimeDefault"},
+		{"no limits", []edit{{"reghost/deployment.yaml", "            limits:\n              cpu: \"1\"\n", "            limits:\n"}}, "container reghost: no cpu limit"},
+		{"one replica", []edit{{"reghost/deployment.yaml", "replicas: 2", "replicas: 1"}}, "Deployment reghost: replicas 1; want 2"},
+		{"PDB blocks drains", []edit{{"envoy/deployment.yaml", "replicas: 2", "replicas: 1"}}, "minAvailable 1 of 1 replicas blocks every node drain"},
+		{"readiness path", []edit{{"reghost/deployment.yaml", "path: /readyz", "path: /ready"}}, "readiness probe GET /ready on port http"},
+		{"liveness port", []edit{{"reghost/deployment.yaml", "path: /healthz\n              port: http", "path: /healthz\n              port: admin"}}, "liveness probe GET /healthz on port admin"},
+		{"unknown flag", []edit{{"reghost/deployment.yaml", `args: ["-config",`, `args: ["--conf",`}}, "flag provided but not defined: -conf"},
+		{"config not mounted", []edit{{"reghost/deployment.yaml", "mountPath: /etc/reghost\n", "mountPath: /etc/reghost.d\n"}}, "nothing mounted at /etc/reghost"},
+		{"config key", []edit{{"kustomization.yaml", "config.yaml=reghost/config.yaml", "reghost.yaml=reghost/config.yaml"}}, "has no key config.yaml"},
+		{"config invalid", []edit{{"reghost/config.yaml", "    default: true\n", ""}}, "k8s: reghost's config:"},
+		{"listen port", []edit{{"reghost/config.yaml", `listen: ":8080"`, `listen: ":8081"`}}, "container port http 8080"},
+		{"admin on loopback", []edit{{"reghost/config.yaml", `admin_listen: ":9090"`, `admin_listen: "127.0.0.1:9090"`}}, "does not accept connections from other pods"},
+		{"data outside emptyDir", []edit{{"reghost/config.yaml", "data_dir: /data", "data_dir: /var/lib/reghost"}}, "no writable emptyDir at data_dir /var/lib/reghost"},
+		{"token variable", []edit{{"reghost/deployment.yaml", "- name: REGHOST_ADMIN_TOKEN", "- name: ADMIN_TOKEN"}}, "no REGHOST_ADMIN_TOKEN in the container's environment"},
+		{"token Secret required", []edit{{"reghost/deployment.yaml", "                  optional: true\n", ""}}, "not in the output and not optional"},
+		{"Service selects Envoy", []edit{{"reghost/service.yaml", "  selector:\n    app.kubernetes.io/name: reghost", "  selector:\n    app.kubernetes.io/part-of: reghost"}}, "selects Deployment envoy's pods: true"},
+		{"Service not headless", []edit{{"reghost/service.yaml", "  clusterIP: None\n", ""}}, "not headless"},
+		{"Service port", []edit{{"reghost/service.yaml", "    - name: http\n      port: 8080", "    - name: http\n      port: 80"}}, "goes to port 8080, which is not Service reghost's http port"},
+		{"PDB selector", []edit{{"reghost/pdb.yaml", "app.kubernetes.io/name: reghost", "app.kubernetes.io/name: reghos"}}, "PodDisruptionBudget reghost: selector"},
+		{"PDB minAvailable", []edit{{"envoy/pdb.yaml", "minAvailable: 1", "minAvailable: 2"}}, "PodDisruptionBudget envoy: minAvailable 2"},
+		{"Envoy copy stale", []edit{{"envoy/envoy.yaml", "connect_timeout: 0.25s", "connect_timeout: 1s"}}, "run: cp deploy/envoy/envoy.yaml"},
+		{"Lua copy stale", []edit{{"envoy/reghost.lua", "local DECIDE_TIMEOUT_MS = 250", "local DECIDE_TIMEOUT_MS = 1000"}}, "envoy's /etc/envoy/reghost.lua is not deploy/envoy/reghost.lua"},
+		{"Lua not mounted", []edit{{"kustomization.yaml", "      - envoy/reghost.lua\n", ""}}, "has no key reghost.lua"},
+		{"Envoy port", []edit{{"envoy/deployment.yaml", "containerPort: 8080", "containerPort: 10000"}}, "container port http 10000; envoy.yaml listens on [8080]"},
+		{"client address lost", []edit{{"envoy/service.yaml", "externalTrafficPolicy: Local", "externalTrafficPolicy: Cluster"}}, "want LoadBalancer with Local"},
+		{"namespace", []edit{{"kustomization.yaml", "namespace: reghost\n", "namespace: default\n"}}, `namespace "default"`},
+	}
+	for _, tc := range broken {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := copyTree(t, filepath.Join(root, k8sDir), tc.edits...)
+			_, p := kubernetes(t, dir)
+			p.expect(t, tc.want)
+		})
+	}
+}
+
+// copyTree copies the directory src to a new one, applying edits (whose
+// file is relative to src).
+func copyTree(t testing.TB, src string, edits ...edit) string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(src, p)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return copyFiles(t, src, files, edits...)
+}
+
+// TestKubernetesServer starts reghost in-process with the ConfigMap's
+// config and the token handed over in the variable the Deployment sets,
+// then asks what the kubelet and Envoy ask. Only the listeners (to free
+// loopback ports) and the data directory (to a scratch one) change.
+func TestKubernetesServer(t *testing.T) {
+	t.Parallel()
+	dep, p := kubernetes(t, filepath.Join(repoRoot(t), k8sDir))
+	p.expectNone(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	cfg := *dep.Config
+	data := t.TempDir()
+	move := func(f string) string {
+		if f == "" {
+			return ""
+		}
+		return filepath.Join(data, strings.TrimPrefix(f, cfg.DataDir))
+	}
+	cfg.GeoIP.ASN, cfg.GeoIP.Country = move(cfg.GeoIP.ASN), move(cfg.GeoIP.Country)
+	cfg.CloudRanges = map[string]string{}
+	for k, v := range dep.Config.CloudRanges {
+		cfg.CloudRanges[k] = move(v)
+	}
+	cfg.DataDir, cfg.Listen, cfg.AdminListen = data, "127.0.0.1:0", "127.0.0.1:0"
+
+	const token = "k8s-secret-token-0123456789"
+	var asked []string
+	a, err := app.New(&cfg, app.Options{Getenv: func(k string) string {
+		asked = append(asked, k)
+		if k == dep.TokenEnv {
+			return token
+		}
+		return ""
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.AdminToken() != token {
+		t.Errorf("admin token %q; the server read %q, the Deployment sets %s", a.AdminToken(), asked, dep.TokenEnv)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	ec, err := parseEnvoy(readRepoFile(t, envoyConfigPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := ec.Cluster(envoyCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range append(slices.Clone(dep.ProbePaths), ep.HealthPaths...) {
+		resp, err := client.Get("http://" + a.PublicAddr() + path)
+		if err != nil {
+			t.Errorf("GET %s: %v", path, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d; probes and Envoy's health check want 200", path, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+a.AdminAddr()+"/api/v1/registries", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := client.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("admin API with the Secret's token: %d", resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}

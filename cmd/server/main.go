@@ -30,6 +30,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "server: unexpected argument %q; flags only (see -h)\n", fs.Arg(0))
+		return 2
+	}
 	if *printConfig {
 		_, _ = stdout.Write(config.Example())
 		return 0

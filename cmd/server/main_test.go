@@ -33,6 +33,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, 1, "run with no -config for the embedded example"},
 		{[]string{"-log-level", "loud"}, 2, "-log-level"},
 		{[]string{"-no-such-flag"}, 2, "no-such-flag"},
+		{[]string{"-config", bad, "serve"}, 2, `unexpected argument "serve"`},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer

@@ -10,12 +10,13 @@ import (
 
 // BenchmarkHandler measures a direct-mode redirect through the whole
 // Echo stack (client address, decision, metrics, access log) without the
-// network, against an Echo handler answering a constant redirect: the
-// same baseline as bench/run, in the same run.
+// network, against an Echo handler answering a constant redirect with
+// http.Redirect: the same baseline as bench/run, in the same run.
 func BenchmarkHandler(b *testing.B) {
 	base := echo.New()
 	base.GET("/v2/*", func(c *echo.Context) error {
-		return c.Redirect(http.StatusTemporaryRedirect, "https://registry-1.docker.io"+c.Request().URL.Path)
+		http.Redirect(c.Response(), c.Request(), "https://registry-1.docker.io"+c.Request().URL.Path, http.StatusTemporaryRedirect)
+		return nil
 	})
 	reghost, err := NewPublic(PublicConfig{Engine: testEngine(b), AccessLog: discard{},
 		ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
@@ -31,13 +32,25 @@ func BenchmarkHandler(b *testing.B) {
 			req.RemoteAddr = "127.0.0.1:5555"
 			req.Header.Set("X-Real-Ip", "89.160.20.112")
 			b.ReportAllocs()
+			w := &discardWriter{h: http.Header{}}
 			for b.Loop() {
-				w := httptest.NewRecorder()
+				clear(w.h)
 				bc.h.ServeHTTP(w, req)
-				if w.Code != http.StatusTemporaryRedirect {
-					b.Fatal(w.Code)
+				if w.code != http.StatusTemporaryRedirect {
+					b.Fatal(w.code)
 				}
 			}
 		})
 	}
 }
+
+// discardWriter is a ResponseWriter that keeps nothing, so the benchmark
+// measures the handlers and not a recorder.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }

@@ -4,6 +4,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,54 @@ type Metrics struct {
 	fallbacks *prometheus.CounterVec
 	dataBuilt *prometheus.GaugeVec
 	dataAge   *prometheus.GaugeVec
+
+	// Children of the vectors by label values, so that a request costs a
+	// map read instead of hashing its labels under the vector's lock.
+	observers cache[durationKey, prometheus.Observer]
+	counters  cache[decisionKey, incer]
+}
+
+type durationKey struct {
+	listener, route string
+	code            int
+}
+
+// decisionKey is bounded: reason kinds, fallback whys and registries are
+// few, where reasons ("cidr:…") are as many as the rules.
+type decisionKey struct{ kind, why, registry string }
+
+type incer interface{ Inc() }
+
+// cache is a copy-on-write map: reads are a pointer load and a map read;
+// a miss, which happens once per key, copies the map.
+type cache[K comparable, V any] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[K]V]
+}
+
+func (c *cache[K, V]) get(k K, make func() V) V {
+	if m := c.m.Load(); m != nil {
+		if v, ok := (*m)[k]; ok {
+			return v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if v, ok := (*old)[k]; ok {
+			return v
+		}
+	}
+	next := make()
+	m := map[K]V{k: next}
+	if old != nil {
+		for k2, v2 := range *old {
+			m[k2] = v2
+		}
+	}
+	c.m.Store(&m)
+	return next
 }
 
 // NewMetrics registers reghost's collectors, and the Go and process
@@ -82,14 +132,27 @@ func (m *Metrics) SetDataSet(name string, built, loaded time.Time) {
 // are counted by why as well.
 func (m *Metrics) decided(reason, registry string) {
 	kind, why, _ := strings.Cut(reason, ":")
-	m.decisions.WithLabelValues(kind, registry).Inc()
-	if kind == "fallback" {
-		m.fallbacks.WithLabelValues(why).Inc()
+	if kind != "fallback" {
+		why = ""
 	}
+	m.counters.get(decisionKey{kind, why, registry}, func() incer {
+		c := m.decisions.WithLabelValues(kind, registry)
+		if kind != "fallback" {
+			return c
+		}
+		return twoCounters{c, m.fallbacks.WithLabelValues(why)}
+	}).Inc()
 }
 
+// twoCounters counts a fallback both as a decision and as a fallback.
+type twoCounters [2]prometheus.Counter
+
+func (t twoCounters) Inc() { t[0].Inc(); t[1].Inc() }
+
 func (m *Metrics) observe(listener, route string, code int, d time.Duration) {
-	m.duration.WithLabelValues(listener, route, codeLabel(code)).Observe(d.Seconds())
+	m.observers.get(durationKey{listener, route, code}, func() prometheus.Observer {
+		return m.duration.WithLabelValues(listener, route, codeLabel(code))
+	}).Observe(d.Seconds())
 }
 
 var codeLabels = func() (l [600]string) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
@@ -224,7 +225,7 @@ func (p *public) fallback(path, query string) (policy.Decision, error) {
 // redirect answers like http.Redirect, without its URL parsing: the
 // location is already built from checked parts. It is on every request's
 // path, so constant header values are shared (net/http only reads them)
-// and the body is written in pieces rather than built.
+// and the body is built in a pooled buffer.
 func (p *public) redirect(c *echo.Context, location string) {
 	w := c.Response()
 	h := w.Header()
@@ -236,41 +237,40 @@ func (p *public) redirect(c *echo.Context, location string) {
 	}
 	h[echo.HeaderContentType] = contentTypeHTML
 	w.WriteHeader(p.status)
-	_, _ = io.WriteString(w, `<a href="`)
-	writeHTMLEscaped(w, location)
-	_, _ = io.WriteString(w, p.bodyTail)
+	bp := bodyPool.Get().(*[]byte)
+	b := append((*bp)[:0], `<a href="`...)
+	b = appendHTMLEscaped(b, location)
+	b = append(b, p.bodyTail...)
+	_, _ = w.Write(b)
+	*bp = b
+	bodyPool.Put(bp)
 }
 
 var (
 	cacheControlNoStore = []string{"private, no-store"}
 	contentTypeHTML     = []string{echo.MIMETextHTMLCharsetUTF8}
+	bodyPool            = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 )
 
-// writeHTMLEscaped writes s escaped as html.EscapeString would, without
-// allocating: runs of plain bytes are written as they are.
-func writeHTMLEscaped(w io.Writer, s string) {
-	last := 0
+// appendHTMLEscaped appends s escaped as html.EscapeString would.
+func appendHTMLEscaped(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		var esc string
-		switch s[i] {
+		switch c := s[i]; c {
 		case '&':
-			esc = "&amp;"
+			b = append(b, "&amp;"...)
 		case '\'':
-			esc = "&#39;"
+			b = append(b, "&#39;"...)
 		case '<':
-			esc = "&lt;"
+			b = append(b, "&lt;"...)
 		case '>':
-			esc = "&gt;"
+			b = append(b, "&gt;"...)
 		case '"':
-			esc = "&#34;"
+			b = append(b, "&#34;"...)
 		default:
-			continue
+			b = append(b, c)
 		}
-		_, _ = io.WriteString(w, s[last:i])
-		_, _ = io.WriteString(w, esc)
-		last = i + 1
 	}
-	_, _ = io.WriteString(w, s[last:])
+	return b
 }
 
 func (p *public) readyz(c *echo.Context) error {

@@ -22,8 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/reghost/reghost/internal/app"
-	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/app/apptest"
 )
 
 // The clients the rules tell apart, and the repository they pull.
@@ -161,25 +160,7 @@ type reghost struct {
 // startReghost runs reghost with the config text until the test ends.
 func startReghost(t *testing.T, yamlText string) *reghost {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yamlText), "e2e.yaml")
-	if err != nil {
-		t.Fatalf("config:\n%v\n%s", err, yamlText)
-	}
-	a, err := app.New(cfg, app.Options{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Listen(); err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(t.Context()) }()
-	// t.Context is cancelled before cleanups run: Serve is stopping.
-	t.Cleanup(func() {
-		if err := <-done; err != nil {
-			t.Errorf("reghost Serve: %v", err)
-		}
-	})
+	a := apptest.Start(t, yamlText)
 	return &reghost{public: a.PublicAddr(), admin: a.AdminAddr(), token: a.AdminToken()}
 }
 

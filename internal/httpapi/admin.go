@@ -73,11 +73,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	}
 	a := &admin{cfg: cfg, token: []byte(cfg.Token)}
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: echo.ExtractIPDirect()})
-	var al *accessLog
-	if cfg.AccessLog != nil {
-		al = newAccessLog(cfg.AccessLog)
-	}
-	e.Use(observe("admin", cfg.Metrics, al), middleware.Recover())
+	e.Use(observe("admin", cfg.Metrics, cfg.AccessLog), middleware.Recover())
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.Registry(), promhttp.HandlerOpts{})))
 
 	api := e.Group("/api/v1", a.auth)

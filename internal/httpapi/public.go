@@ -73,11 +73,7 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 		bodyTail: `">` + http.StatusText(cfg.RedirectStatus) + "</a>.\n"}
 
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
-	var al *accessLog
-	if cfg.AccessLog != nil {
-		al = newAccessLog(cfg.AccessLog)
-	}
-	e.Use(observe("public", cfg.Metrics, al), middleware.Recover())
+	e.Use(observe("public", cfg.Metrics, cfg.AccessLog), middleware.Recover())
 	e.GET("/", p.host)
 	e.GET("/decide", p.decide)
 	e.Any("/v2", p.direct)

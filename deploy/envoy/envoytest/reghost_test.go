@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reghost/reghost/internal/app"
-	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/app/apptest"
 )
 
 // envoyDir is deploy/envoy, whatever the working directory.
@@ -81,26 +80,7 @@ rules:
 // its public listener's base URL.
 func startReghost(t *testing.T, yamlText string) string {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yamlText), "t.yaml")
-	if err != nil {
-		t.Fatalf("config:\n%v", err)
-	}
-	a, err := app.New(cfg, app.Options{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Listen(); err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(t.Context()) }()
-	// t.Context is cancelled before cleanups run: Serve is stopping.
-	t.Cleanup(func() {
-		if err := <-done; err != nil {
-			t.Errorf("reghost Serve: %v", err)
-		}
-	})
-	return "http://" + a.PublicAddr()
+	return "http://" + apptest.Start(t, yamlText).PublicAddr()
 }
 
 // closedURL is the base URL of a port on which nothing listens.

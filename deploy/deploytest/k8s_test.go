@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -264,6 +265,21 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 	}
 	if dep.TokenEnv == "" {
 		p.add("k8s: reghost: no %s in the container's environment", tokenEnv)
+	}
+
+	// The Go soft memory limit must sit below the container's limit, or
+	// the collector, running at GOGC=400, lets the heap reach the OOM killer.
+	memLimit := ctr.Resources.Limits[corev1.ResourceMemory]
+	var soft string
+	for _, e := range ctr.Env {
+		if e.Name == "GOMEMLIMIT" {
+			soft = e.Value
+		}
+	}
+	if n, ok := parseGoMemLimit(soft); !ok {
+		p.add("k8s: reghost: GOMEMLIMIT %q is not a Go memory limit (such as 460MiB)", soft)
+	} else if n >= memLimit.Value() || n < memLimit.Value()*7/10 {
+		p.add("k8s: reghost: GOMEMLIMIT %s is not 70-99%% of limits.memory %s", soft, memLimit.String())
 	}
 
 	// Its Service: headless, so that Envoy's STRICT_DNS cluster sees
@@ -571,6 +587,8 @@ func TestKubernetes(t *testing.T) {
 		{"listen port", []edit{{"reghost/config.yaml", `listen: ":8080"`, `listen: ":8081"`}}, "container port http 8080"},
 		{"admin on loopback", []edit{{"reghost/config.yaml", `admin_listen: ":9090"`, `admin_listen: "127.0.0.1:9090"`}}, "does not accept connections from other pods"},
 		{"data outside emptyDir", []edit{{"reghost/config.yaml", "data_dir: /data", "data_dir: /var/lib/reghost"}}, "no writable emptyDir at data_dir /var/lib/reghost"},
+		{"GOMEMLIMIT above the limit", []edit{{"reghost/deployment.yaml", "value: 460MiB", "value: 600MiB"}}, "GOMEMLIMIT 600MiB is not 70-99% of limits.memory 512Mi"},
+		{"GOMEMLIMIT missing", []edit{{"reghost/deployment.yaml", "- name: GOMEMLIMIT", "- name: GOMEMLIMITX"}}, `GOMEMLIMIT "" is not a Go memory limit`},
 		{"token variable", []edit{{"reghost/deployment.yaml", "- name: REGHOST_ADMIN_TOKEN", "- name: ADMIN_TOKEN"}}, "no REGHOST_ADMIN_TOKEN in the container's environment"},
 		{"token Secret required", []edit{{"reghost/deployment.yaml", "                  optional: true\n", ""}}, "not in the output and not optional"},
 		{"Service selects Envoy", []edit{{"reghost/service.yaml", "  selector:\n    app.kubernetes.io/name: reghost", "  selector:\n    app.kubernetes.io/part-of: reghost"}}, "selects Deployment envoy's pods: true"},
@@ -695,4 +713,25 @@ func TestKubernetesServer(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
 	}
+}
+
+// parseGoMemLimit reads a GOMEMLIMIT value as the Go runtime does: a
+// number of bytes with an optional B, KiB, MiB, GiB or TiB suffix.
+func parseGoMemLimit(s string) (int64, bool) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n * mult, true
 }

@@ -61,8 +61,12 @@ type App struct {
 	cloudErr  error
 	cloudSeen map[string]time.Time // file -> mod time loaded
 
-	storeMu  sync.Mutex
-	storeErr error
+	// applyMu serialises applying overrides, so that a list read earlier
+	// never replaces one read later; applied is the store version the
+	// engine has (valid once haveApplied).
+	applyMu     sync.Mutex
+	applied     uint64
+	haveApplied bool
 
 	public, admin     *http.Server
 	publicLn, adminLn net.Listener
@@ -216,21 +220,32 @@ func (a *App) adminToken() (string, error) {
 	return t, nil
 }
 
-// applyOverrides rebuilds the engine's overrides from the store. When
-// the store cannot be read the engine keeps its last snapshot.
+// applyOverrides rebuilds the engine's overrides from the store, unless
+// the engine already has the store's version. When the store cannot be
+// read the engine keeps its last snapshot.
 func (a *App) applyOverrides(ctx context.Context) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	ovs, version, err := a.store.List(ctx)
-	a.storeMu.Lock()
-	a.storeErr = err
-	a.storeMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if a.haveApplied && version == a.applied {
+		return nil
 	}
 	if err := a.engine.SetOverrides(ovs); err != nil {
 		a.log.Warn("some overrides do not apply", "version", version, "err", err)
 	}
+	a.applied, a.haveApplied = version, true
 	a.log.Debug("overrides applied", "version", version, "count", len(ovs))
 	return nil
+}
+
+// hasApplied reports whether the engine has store version v or later.
+func (a *App) hasApplied(v uint64) bool {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	return a.haveApplied && a.applied >= v
 }
 
 // loadCloud (re)loads the cloud range files that exist and have changed.
@@ -432,7 +447,10 @@ func (a *App) Serve(ctx context.Context) error {
 // watchStore applies overrides on every change notification. Changes
 // coalesce, so one apply covers any number of writes.
 func (a *App) watchStore(ctx context.Context) {
-	for range a.store.Changes(ctx) {
+	for v := range a.store.Changes(ctx) {
+		if a.hasApplied(v) {
+			continue // the admin API applied its own write already
+		}
 		if err := a.applyOverrides(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/rules"
 )
 
 const baseConfig = `
@@ -222,5 +224,43 @@ func TestCloudRangesAppear(t *testing.T) {
 	b, _ := json.Marshal(sets)
 	if !strings.Contains(string(b), `"cloud_error":"`) {
 		t.Errorf("datasets do not report the bad file: %s", b)
+	}
+}
+
+// A write to the store that did not come through this server's admin API
+// (as from another replica, once stores are shared) reaches the engine
+// through the change notifications.
+func TestStoreChangesApply(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{})
+	serve(t, a)
+	where := func() string {
+		req, _ := http.NewRequest("GET", "http://"+a.PublicAddr()+"/", nil)
+		req.Header.Set("X-Real-IP", "198.51.100.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := where(); got != "k8s.example" {
+		t.Fatalf("before: %s", got)
+	}
+	_, err := a.store.Put(t.Context(), rules.Override{ID: "elsewhere", Registries: []string{"aws"},
+		Match: rules.Match{CIDR: netip.MustParsePrefix("198.51.100.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for where() != "aws.example" {
+		if time.Now().After(deadline) {
+			t.Fatal("a store change did not reach the engine")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !a.hasApplied(1) {
+		t.Error("applied version not recorded")
 	}
 }

@@ -5,12 +5,14 @@
 //
 // Each database is opened (memory-mapped) with maxminddb-golang, verified,
 // and walked once: every distinct data record is decoded into the few facts
-// reghost needs, and every network goes into a longest-prefix-match table
-// (github.com/gaissmai/bart) whose value is those facts, neighbours with
-// the same facts joined. A lookup is then one table lookup, about five times
-// faster than walking the MaxMind search tree and without allocating, and
-// the file is unmapped as soon as it is indexed. A file that cannot be
-// read, or that provides nothing for its role, is refused before it serves.
+// reghost needs, and every network goes into a table whose value is those
+// facts, neighbours with the same facts joined: IPv4 networks into a flat,
+// pointer-free table of address ranges (range4), IPv6 networks into a
+// longest-prefix-match table (github.com/gaissmai/bart). A lookup is then one
+// table lookup, for IPv4 about five times faster than walking the MaxMind
+// search tree, and without allocating; the file is unmapped as soon as it is
+// indexed. A file that cannot be read, or that provides nothing for its
+// role, is refused before it serves.
 //
 // Replacing a database is safe while lookups run: Run watches the files, and
 // a reload builds a complete new index and swaps it in atomically; lookups

@@ -17,8 +17,11 @@ import (
 // network can only be joined with its sibling, which comes right after it,
 // so once a later network falls outside that sibling (or has another
 // value), it and everything before it are final.
+//
+// If v4 is set, final IPv4 networks go to it rather than to the table.
 type merger struct {
 	table    *bart.Table[uint32]
+	v4       *range4Builder
 	pending  []entry
 	last     netip.Prefix
 	inserted int
@@ -43,19 +46,28 @@ func (m *merger) push(p netip.Prefix, v uint32) error {
 		p = parent(p)
 	}
 	if n := len(m.pending); n > 0 && !mayJoin(m.pending[n-1], p, v) {
-		m.flush()
+		if err := m.flush(); err != nil {
+			return err
+		}
 	}
 	m.pending = append(m.pending, entry{p, v})
 	return nil
 }
 
 // flush inserts every held-back network.
-func (m *merger) flush() {
+func (m *merger) flush() error {
 	for _, e := range m.pending {
-		m.table.Insert(e.p, e.v)
+		if m.v4 != nil && e.p.Addr().Is4() {
+			if err := m.v4.add(e.p, e.v); err != nil {
+				return err
+			}
+		} else {
+			m.table.Insert(e.p, e.v)
+		}
 		m.inserted++
 	}
 	m.pending = m.pending[:0]
+	return nil
 }
 
 func parent(p netip.Prefix) netip.Prefix {

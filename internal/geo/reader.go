@@ -65,9 +65,11 @@ type asnFacts struct {
 // rewriting the file in place could pull away, and nothing has to count
 // readers.
 type handle struct {
-	// table maps each network to a value: an index into asn (kindASN), or a
-	// packed country index | continent index<<16 (kindCountry). Networks
-	// without data for the role are not in it.
+	// v4 and table map each network, IPv4 and IPv6 respectively, to a
+	// value: an index into asn (kindASN), or a packed country index |
+	// continent index<<16 (kindCountry). Networks without data for the role
+	// answer nothing.
+	v4    *range4
 	table *bart.Table[uint32]
 	asn   []asnFacts
 
@@ -93,6 +95,10 @@ func (h *handle) value(addr netip.Addr) (uint32, bool) {
 		case h.aliasTeredo && b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0:
 			addr = netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]})
 		}
+	}
+	if addr.Is4() {
+		b := addr.As4()
+		return h.v4.lookup(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
 	}
 	return h.table.Lookup(addr)
 }
@@ -188,7 +194,10 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		values                      = map[uintptr]uint32{}
 		noValue                     = map[uintptr]bool{}
 		asnIndex                    = map[asnFacts]uint32{}
-		m                           = merger{table: h.table}
+		v4                          range4Builder
+		m                           = merger{table: h.table, v4: &v4}
+		fill4                       uint32 // the value of an IPv6 network over all of IPv4
+		hasFill4                    bool
 	)
 	for res := range r.Networks() {
 		if err := res.Err(); err != nil {
@@ -231,8 +240,9 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		case !ok:
 		case p.Addr().Is6() && p.Bits() <= 96 && p.Contains(netip.IPv6Unspecified()):
 			// A network over the whole IPv4 tree (::/96) is reported as
-			// IPv6; IPv4 lookups must find it too.
-			h.table.Insert(netip.PrefixFrom(netip.IPv4Unspecified(), 0), v)
+			// IPv6; IPv4 lookups must find it too. No IPv4 network can
+			// be inside it, so it answers for every IPv4 address.
+			fill4, hasFill4 = v, true
 			fallthrough
 		default:
 			if err := m.push(p, v); err != nil {
@@ -240,7 +250,10 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 			}
 		}
 	}
-	m.flush()
+	if err := m.flush(); err != nil {
+		return nil, err
+	}
+	h.v4 = v4.finish(fill4, hasFill4)
 	if useful == 0 {
 		hint := ""
 		switch {

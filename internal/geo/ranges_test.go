@@ -1,0 +1,314 @@
+package geo
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gaissmai/bart"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/reghost/reghost/internal/geo/geotest"
+)
+
+func lookup4(r *range4, a netip.Addr) (uint32, bool) {
+	b := a.As4()
+	return r.lookup(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+}
+
+func TestRange4(t *testing.T) {
+	t.Parallel()
+	type net struct {
+		p string
+		v uint32
+	}
+	type want struct {
+		addr string
+		v    uint32
+		ok   bool
+	}
+	tests := []struct {
+		name   string
+		nets   []net
+		fill   uint32
+		filled bool
+		ranges int // len(starts), gaps and joined neighbours included
+		want   []want
+	}{
+		{
+			name:   "empty",
+			ranges: 1,
+			want:   []want{{"0.0.0.0", 0, false}, {"10.1.2.3", 0, false}, {"255.255.255.255", 0, false}},
+		},
+		{
+			name:   "empty, filled by an IPv6 network over all of IPv4",
+			fill:   7,
+			filled: true,
+			ranges: 1,
+			want:   []want{{"0.0.0.0", 7, true}, {"255.255.255.255", 7, true}},
+		},
+		{
+			name:   "one network over everything",
+			nets:   []net{{"0.0.0.0/0", 3}},
+			ranges: 1,
+			want:   []want{{"0.0.0.0", 3, true}, {"128.0.0.0", 3, true}, {"255.255.255.255", 3, true}},
+		},
+		{
+			name: "halves, equal values joined",
+			nets: []net{{"0.0.0.0/1", 3}, {"128.0.0.0/1", 3}},
+			// One range: a lookup cannot tell the halves apart.
+			ranges: 1,
+			want:   []want{{"0.0.0.0", 3, true}, {"127.255.255.255", 3, true}, {"128.0.0.0", 3, true}, {"255.255.255.255", 3, true}},
+		},
+		{
+			name: "first and last address, gaps, /32s",
+			nets: []net{
+				{"0.0.0.0/32", 1},
+				{"1.0.0.0/24", 2},
+				{"1.0.1.0/24", 2}, // adjacent, same value: joined with 1.0.0.0/24
+				{"1.0.2.0/23", 3},
+				{"1.0.4.7/32", 4},
+				{"1.0.4.8/32", 5},
+				{"10.0.0.0/8", 0}, // value 0 is data
+				{"11.0.0.0/16", 6},
+				{"11.1.0.0/16", 6}, // joined
+				{"11.2.0.0/15", 7}, // two /16 blocks, same range
+				{"255.255.255.255/32", 8},
+			},
+			// 0/32 1, gap, 1.0.0.0-1.0.1.255 2, 1.0.2.0/23 3, gap, 1.0.4.7 4,
+			// 1.0.4.8 5, gap, 10/8 0, 11.0-11.1 6, 11.2/15 7, gap, last 8.
+			ranges: 13,
+			want: []want{
+				{"0.0.0.0", 1, true},
+				{"0.0.0.1", 0, false},
+				{"0.255.255.255", 0, false},
+				{"1.0.0.0", 2, true},
+				{"1.0.0.255", 2, true},
+				{"1.0.1.0", 2, true},
+				{"1.0.1.255", 2, true},
+				{"1.0.2.0", 3, true},
+				{"1.0.3.255", 3, true},
+				{"1.0.4.0", 0, false},
+				{"1.0.4.6", 0, false},
+				{"1.0.4.7", 4, true},
+				{"1.0.4.8", 5, true},
+				{"1.0.4.9", 0, false},
+				{"1.1.0.0", 0, false},
+				{"9.255.255.255", 0, false},
+				{"10.0.0.0", 0, true},
+				{"10.255.255.255", 0, true},
+				{"11.0.0.0", 6, true},
+				{"11.1.255.255", 6, true},
+				{"11.2.0.0", 7, true},
+				{"11.3.255.255", 7, true},
+				{"11.4.0.0", 0, false},
+				{"255.255.255.254", 0, false},
+				{"255.255.255.255", 8, true},
+			},
+		},
+		{
+			name:   "gaps filled",
+			nets:   []net{{"1.0.0.0/24", 2}, {"1.0.1.0/24", 9}, {"1.0.2.0/24", 2}},
+			fill:   2,
+			filled: true,
+			// fill, 1.0.0.0/24 2 joined with the fill before it; 1.0.1.0/24
+			// 9; then 2 up to the end.
+			ranges: 3,
+			want:   []want{{"0.0.0.0", 2, true}, {"1.0.0.255", 2, true}, {"1.0.1.0", 9, true}, {"1.0.1.255", 9, true}, {"1.0.2.0", 2, true}, {"255.255.255.255", 2, true}},
+		},
+		{
+			name: "many ranges in one /16 block",
+			nets: func() []net {
+				var n []net
+				for i := range 256 {
+					n = append(n, net{netip.AddrFrom4([4]byte{192, 168, byte(i), 0}).String() + "/24", uint32(i % 2)})
+				}
+				return n
+			}(),
+			ranges: 258,
+			want:   []want{{"192.167.255.255", 0, false}, {"192.168.0.0", 0, true}, {"192.168.1.0", 1, true}, {"192.168.128.255", 0, true}, {"192.168.255.255", 1, true}, {"192.169.0.0", 0, false}},
+		},
+	}
+	for _, tt := range tests {
+		var b range4Builder
+		for _, n := range tt.nets {
+			if err := b.add(netip.MustParsePrefix(n.p), n.v); err != nil {
+				t.Fatalf("%s: add(%s): %v", tt.name, n.p, err)
+			}
+		}
+		r := b.finish(tt.fill, tt.filled)
+		if len(r.starts) != tt.ranges || len(r.vals) != tt.ranges {
+			t.Errorf("%s: %d starts, %d values, want %d ranges", tt.name, len(r.starts), len(r.vals), tt.ranges)
+		}
+		for _, w := range tt.want {
+			if v, ok := lookup4(r, netip.MustParseAddr(w.addr)); v != w.v && w.ok || ok != w.ok {
+				t.Errorf("%s: lookup(%s) = %d, %v, want %d, %v", tt.name, w.addr, v, ok, w.v, w.ok)
+			}
+		}
+	}
+
+	// Out of order, overlapping and foreign networks are errors.
+	for _, bad := range [][]string{
+		{"1.0.1.0/24", "1.0.0.0/24"},
+		{"1.0.0.0/16", "1.0.1.0/24"},
+		{"1.0.0.0/24", "1.0.0.0/24"},
+		{"0.0.0.0/0", "255.255.255.255/32"},
+		{"2001:db8::/32"},
+	} {
+		var b range4Builder
+		var err error
+		for _, p := range bad {
+			if err = b.add(netip.MustParsePrefix(p), 1); err != nil {
+				break
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), "walking the search tree") {
+			t.Errorf("adding %v = %v, want an error", bad, err)
+		}
+	}
+	var b range4Builder
+	if err := b.add(netip.MustParsePrefix("1.0.0.0/8"), noData); err == nil {
+		t.Errorf("adding the noData value = nil, want an error")
+	}
+}
+
+// TestRange4MatchesPlainTable builds random ordered, non-overlapping IPv4
+// networks, some at the very ends of the address space, both into a range4
+// (through the merger, as index does) and one by one into a bart table, and
+// checks that both answer the same at every network's edges, just outside
+// them, at the /16 block edges, and at random addresses.
+func TestRange4MatchesPlainTable(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 200 {
+		var nets []entry
+		values := 1 + rng.IntN(4)
+		maxBits := []int{8, 16, 24, 32}[rng.IntN(4)]
+		edgy := round%2 == 1
+		var split func(p netip.Prefix)
+		split = func(p netip.Prefix) {
+			// Split shallowly and then deeper at random, so that a round
+			// holds both wide and narrow networks in a few regions.
+			// The first and last addresses are where off-by-ones hide: in
+			// half the rounds, the networks around them are split down
+			// to the narrowest.
+			edge := edgy && (p.Addr() == netip.IPv4Unspecified() || lastOf(p) == netip.AddrFrom4([4]byte{255, 255, 255, 255}))
+			if p.Bits() < maxBits && (p.Bits() < 2 || edge || rng.IntN(8) != 0) {
+				lo, _ := p.Addr().Prefix(p.Bits() + 1)
+				hi := netip.PrefixFrom(lastOf(lo).Next(), p.Bits()+1)
+				if rng.IntN(3) == 0 || p.Bits() < 4 || edge {
+					split(lo)
+					split(hi)
+				} else if rng.IntN(2) == 0 {
+					split(lo)
+					nets = append(nets, entry{hi, uint32(rng.IntN(values))})
+				} else {
+					nets = append(nets, entry{lo, uint32(rng.IntN(values))})
+					split(hi)
+				}
+				return
+			}
+			if rng.IntN(5) == 0 {
+				return // a hole without data
+			}
+			nets = append(nets, entry{p, uint32(rng.IntN(values))})
+		}
+		if round == 0 {
+			nets = []entry{{netip.MustParsePrefix("0.0.0.0/0"), 5}}
+		} else {
+			split(netip.MustParsePrefix("0.0.0.0/0"))
+		}
+
+		plain := new(bart.Table[uint32])
+		var b range4Builder
+		m := merger{table: new(bart.Table[uint32]), v4: &b}
+		for _, e := range nets {
+			if err := m.push(e.p, e.v); err != nil {
+				t.Fatal(err)
+			}
+			plain.Insert(e.p, e.v)
+		}
+		if err := m.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.table.Size(); n != 0 {
+			t.Fatalf("round %d: %d IPv4 networks went into the IPv6 table", round, n)
+		}
+		r := b.finish(0, false)
+
+		check := func(a netip.Addr) {
+			if !a.IsValid() || !a.Is4() {
+				return
+			}
+			rv, rok := lookup4(r, a)
+			pv, pok := plain.Lookup(a)
+			if rok != pok || rok && rv != pv {
+				t.Fatalf("round %d (%d networks): lookup(%s) = %d, %v; bart answers %d, %v", round, len(nets), a, rv, rok, pv, pok)
+			}
+		}
+		for _, e := range nets {
+			for _, a := range []netip.Addr{e.p.Addr(), lastOf(e.p), e.p.Addr().Prev(), lastOf(e.p).Next()} {
+				check(a)
+			}
+		}
+		for h := range 1 << 16 {
+			a := uint32(h) << 16
+			check(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), 0, 0}))
+			check(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), 255, 255}))
+		}
+		for range 2000 {
+			a := rng.Uint32()
+			check(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}))
+		}
+	}
+}
+
+// TestIPv4TreeUnderIPv6Network opens a database whose whole IPv4 tree lies
+// inside one IPv6 network (::/64): maxminddb reports only that IPv6
+// network, and IPv4 lookups must still answer its value, as maxminddb's own
+// lookups do.
+func TestIPv4TreeUnderIPv6Network(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "asn.mmdb")
+	opts := geotest.Options("GeoLite2-ASN")
+	opts.IncludeReservedNetworks = true
+	opts.DisableIPv4Aliasing = true
+	rec := func(asn uint32) mmdbtype.DataType {
+		return mmdbtype.Map{"autonomous_system_number": mmdbtype.Uint32(asn)}
+	}
+	if err := geotest.Write(path, opts, map[string]mmdbtype.DataType{
+		"::/64":         rec(64),
+		"2001:db8::/32": rec(32),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := openHandle(path, kindASN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, s := range []string{"0.0.0.0", "1.2.3.4", "255.255.255.255", "::1", "::ffff:1.2.3.4", "2001:db8::1", "2001:db9::1"} {
+		a := netip.MustParseAddr(s)
+		var want struct {
+			ASN uint32 `maxminddb:"autonomous_system_number"`
+		}
+		if err := r.Lookup(a).Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		v, ok := h.value(a)
+		got := uint32(0)
+		if ok {
+			got = h.asn[v].asn
+		}
+		if got != want.ASN || ok != (want.ASN != 0) {
+			t.Errorf("value(%s) = ASN %d, %v; maxminddb decodes %d", s, got, ok, want.ASN)
+		}
+	}
+}

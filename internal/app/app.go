@@ -36,7 +36,8 @@ type Options struct {
 	// Getenv reads REGHOST_ADMIN_TOKEN; nil: os.Getenv.
 	Getenv func(string) string
 	// AccessLog receives one JSON line per request on either listener;
-	// nil: none.
+	// nil: none. It should take whole writes at a time and be safe for
+	// concurrent use.
 	AccessLog io.Writer
 	// ShutdownTimeout bounds the wait for in-flight requests; 0: 10s.
 	ShutdownTimeout time.Duration
@@ -67,6 +68,8 @@ type App struct {
 	applyMu     sync.Mutex
 	applied     uint64
 	haveApplied bool
+
+	accessLog *httpapi.AccessLog // nil: none
 
 	public, admin     *http.Server
 	publicLn, adminLn net.Listener
@@ -123,6 +126,9 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.AccessLog != nil {
+		a.accessLog = httpapi.NewAccessLog(opts.AccessLog)
+	}
 
 	pub, err := httpapi.NewPublic(httpapi.PublicConfig{
 		Engine:         a.engine,
@@ -131,7 +137,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		Ready:          a.readiness,
 		Logger:         a.log,
 		Metrics:        a.metrics,
-		AccessLog:      opts.AccessLog,
+		AccessLog:      a.accessLog,
 	})
 	if err != nil {
 		return nil, err
@@ -144,7 +150,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		DataSets:  a.dataSets,
 		Logger:    a.log,
 		Metrics:   a.metrics,
-		AccessLog: opts.AccessLog,
+		AccessLog: a.accessLog,
 	})
 	if err != nil {
 		return nil, err
@@ -422,6 +428,9 @@ func (a *App) Serve(ctx context.Context) error {
 	})
 	wg.Go(func() { a.watchStore(ctx) })
 	wg.Go(func() { a.pollCloud(ctx) })
+	if a.accessLog != nil {
+		wg.Go(func() { a.flushAccessLog(ctx) })
+	}
 	a.log.Info("reghost serving", "listen", a.PublicAddr(), "admin_listen", a.AdminAddr(),
 		"registries", len(a.cfg.Registries), "rules", len(a.cfg.Rules))
 
@@ -440,6 +449,11 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	if a.accessLog != nil {
+		if ferr := a.accessLog.Flush(); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("access log: %w", ferr))
+		}
+	}
 	a.log.Info("reghost stopped")
 	return err
 }
@@ -453,6 +467,23 @@ func (a *App) watchStore(ctx context.Context) {
 		}
 		if err := a.applyOverrides(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
+		}
+	}
+}
+
+// flushAccessLog writes buffered access-log lines every 100 ms, so that
+// a quiet server's log is never more than that behind.
+func (a *App) flushAccessLog(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.accessLog.Flush(); err != nil {
+				a.log.Warn("access log", "err", err)
+			}
 		}
 	}
 }

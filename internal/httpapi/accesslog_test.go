@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -42,7 +44,8 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer
-	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: &buf,
+	al := NewAccessLog(&buf)
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al,
 		ClientIP: ClientIPConfig{Header: "X-Forwarded-For", TrustedProxies: testTrusted}})
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +54,12 @@ func TestAccessLog(t *testing.T) {
 	defer srv.Close()
 	do(t, "GET", srv.URL+"/v2/pause/manifests/3.9?n=1", map[string]string{"X-Forwarded-For": "89.160.20.112", "Authorization": "Bearer secret-token"})
 	do(t, "GET", srv.URL+"/nope/%22%0A%ff", nil)
+	if len(buf.lines(t)) != 0 {
+		t.Error("lines written before Flush")
+	}
+	if err := al.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	lines := buf.lines(t)
 	if len(lines) != 2 {
 		t.Fatalf("%d lines", len(lines))
@@ -94,12 +103,52 @@ func TestAppendJSONEscaped(t *testing.T) {
 }
 
 func BenchmarkAccessLog(b *testing.B) {
-	l := newAccessLog(discard{})
+	l := NewAccessLog(discard{})
 	e := &accessEntry{start: time.Now(), listener: "public", method: http.MethodGet, path: "/v2/pause/manifests/3.9",
 		route: "/v2/*", status: 307, client: netip.MustParseAddr("89.160.20.112"), peer: "127.0.0.1:5555", reason: "country:SE", registry: "hub"}
+	var n atomic.Int32
 	b.ReportAllocs()
-	for b.Loop() {
-		l.log(e)
+	b.RunParallel(func(pb *testing.PB) {
+		e := *e // each goroutine a connection of its own
+		e.peer = "127.0.0.1:" + strconv.Itoa(5555+int(n.Add(1)))
+		for pb.Next() {
+			l.log(&e)
+		}
+	})
+}
+
+// Lines from many connections at once come out whole, each once, and a
+// connection's lines in order, however the shards fill and flush.
+func TestAccessLogConcurrent(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	l := NewAccessLog(&buf)
+	const conns, perConn = 40, 500
+	var wg sync.WaitGroup
+	for c := range conns {
+		wg.Go(func() {
+			peer := "127.0.0.1:" + strconv.Itoa(10000+c)
+			for i := range perConn {
+				l.log(&accessEntry{start: time.Now(), listener: "public", method: "GET", path: "/v2/" + strconv.Itoa(i),
+					route: "/v2/*", status: 307, peer: peer, reason: "default", registry: "k8s"})
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := map[string]int{}
+	lines := buf.lines(t)
+	for _, m := range lines {
+		peer, path := m["peer"].(string), m["path"].(string)
+		if want := "/v2/" + strconv.Itoa(next[peer]); path != want {
+			t.Fatalf("%s: %s after %d lines, want %s", peer, path, next[peer], want)
+		}
+		next[peer]++
+	}
+	if len(lines) != conns*perConn {
+		t.Errorf("%d lines, want %d", len(lines), conns*perConn)
 	}
 }
 

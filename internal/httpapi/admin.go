@@ -41,8 +41,8 @@ type AdminConfig struct {
 	Health  policy.Health
 	Logger  *slog.Logger
 	Metrics *Metrics
-	// AccessLog receives one JSON line per request; nil: none.
-	AccessLog io.Writer
+	// AccessLog receives one line per request; nil: none.
+	AccessLog *AccessLog
 	Now       func() time.Time
 }
 

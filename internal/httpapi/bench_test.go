@@ -18,7 +18,7 @@ func BenchmarkHandler(b *testing.B) {
 		http.Redirect(c.Response(), c.Request(), "https://registry-1.docker.io"+c.Request().URL.Path, http.StatusTemporaryRedirect)
 		return nil
 	})
-	reghost, err := NewPublic(PublicConfig{Engine: testEngine(b), AccessLog: discard{},
+	reghost, err := NewPublic(PublicConfig{Engine: testEngine(b), AccessLog: NewAccessLog(discard{}),
 		ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"io"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -32,14 +31,9 @@ func noteDecision(c *echo.Context, client netip.Addr, d *policy.Decision) {
 }
 
 // observe records every request's duration and decision in the metrics
-// and, when logTo is not nil, writes its access-log line there. The
-// client is the address reghost decided for; the Authorization header is
-// never logged.
-func observe(listener string, m *Metrics, logTo io.Writer) echo.MiddlewareFunc {
-	var log *accessLog
-	if logTo != nil {
-		log = newAccessLog(logTo)
-	}
+// and, when log is not nil, writes its access-log line. The client is the
+// address reghost decided for; the Authorization header is never logged.
+func observe(listener string, m *Metrics, log *AccessLog) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
 			start := time.Now()

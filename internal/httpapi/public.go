@@ -8,7 +8,6 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -29,8 +28,8 @@ type PublicConfig struct {
 	Ready          func(context.Context) any // the /readyz report; always answered 200
 	Logger         *slog.Logger
 	Metrics        *Metrics
-	// AccessLog receives one JSON line per request; nil: none.
-	AccessLog io.Writer
+	// AccessLog receives one line per request; nil: none.
+	AccessLog *AccessLog
 }
 
 type public struct {

@@ -12,10 +12,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -326,9 +328,7 @@ func (a *App) dataSets() any {
 	if a.cloudErr != nil {
 		out.CloudErr = a.cloudErr.Error()
 	}
-	for p := range a.cfg.CloudRanges {
-		out.Providers = append(out.Providers, p)
-	}
+	out.Providers = slices.Sorted(maps.Keys(a.cfg.CloudRanges))
 	return out
 }
 

@@ -279,6 +279,11 @@ func TestDecide(t *testing.T) {
 	}
 	facts, _ := got["facts"].(map[string]any)
 	trail, _ := got["trail"].([]any)
+	for _, k := range []string{"asn", "as_org", "country", "continent", "cloud", "region"} {
+		if _, ok := facts[k]; !ok {
+			t.Errorf("facts lack %q: %s", k, r.body)
+		}
+	}
 	if got["registry"] != "hub" || got["host"] != "registry-1.docker.io" || got["reason"] != "country:SE" ||
 		got["location"] != "https://registry-1.docker.io/v2/x/manifests/y" ||
 		facts["asn"] != 29518.0 || facts["as_org"] != "Bredband2 AB" || facts["country"] != "SE" || facts["continent"] != "EU" ||

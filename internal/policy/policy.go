@@ -54,14 +54,15 @@ type Sources struct {
 }
 
 // Facts are what the engine knew about an address. Zero values mean
-// unknown. Decide fills in only what it consulted; Explain fills in all.
+// unknown; JSON always carries every key, so clients need not guess.
+// Decide fills in only what it consulted; Explain fills in all.
 type Facts struct {
-	ASN       uint32 `json:"asn,omitempty"`
-	ASOrg     string `json:"as_org,omitempty"`
-	Country   string `json:"country,omitempty"`
-	Continent string `json:"continent,omitempty"`
-	Cloud     string `json:"cloud,omitempty"`
-	Region    string `json:"region,omitempty"`
+	ASN       uint32 `json:"asn"`
+	ASOrg     string `json:"as_org"`
+	Country   string `json:"country"`
+	Continent string `json:"continent"`
+	Cloud     string `json:"cloud"`
+	Region    string `json:"region"`
 }
 
 // Decision is where a client goes, and why.

@@ -173,17 +173,7 @@ func TestCloudRangesAppear(t *testing.T) {
 	serve(t, a)
 	public := "http://" + a.PublicAddr()
 
-	where := func() string {
-		req, _ := http.NewRequest("GET", public+"/", nil)
-		req.Header.Set("X-Real-IP", "99.77.162.1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	where := func() string { return hostFor(t, a, "99.77.162.1") }
 	if got := where(); got != "k8s.example" {
 		t.Fatalf("before the file exists: %s", got)
 	}
@@ -234,17 +224,7 @@ func TestStoreChangesApply(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "", Options{})
 	serve(t, a)
-	where := func() string {
-		req, _ := http.NewRequest("GET", "http://"+a.PublicAddr()+"/", nil)
-		req.Header.Set("X-Real-IP", "198.51.100.7")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	where := func() string { return hostFor(t, a, "198.51.100.7") }
 	if got := where(); got != "k8s.example" {
 		t.Fatalf("before: %s", got)
 	}
@@ -263,4 +243,18 @@ func TestStoreChangesApply(t *testing.T) {
 	if !a.hasApplied(1) {
 		t.Error("applied version not recorded")
 	}
+}
+
+// hostFor asks the original "GET /" contract where client ip goes.
+func hostFor(t *testing.T, a *App, ip string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+a.PublicAddr()+"/", nil)
+	req.Header.Set("X-Real-IP", ip)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -151,22 +151,8 @@ func (t twoCounters) Inc() { t[0].Inc(); t[1].Inc() }
 
 func (m *Metrics) observe(listener, route string, code int, d time.Duration) {
 	m.observers.get(durationKey{listener, route, code}, func() prometheus.Observer {
-		return m.duration.WithLabelValues(listener, route, codeLabel(code))
+		return m.duration.WithLabelValues(listener, route, strconv.Itoa(code))
 	}).Observe(d.Seconds())
-}
-
-var codeLabels = func() (l [600]string) {
-	for i := range l {
-		l[i] = strconv.Itoa(i)
-	}
-	return l
-}()
-
-func codeLabel(code int) string {
-	if code >= 0 && code < len(codeLabels) {
-		return codeLabels[code]
-	}
-	return "other"
 }
 
 func buildVersion() (version, goversion string) {

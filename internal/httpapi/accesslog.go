@@ -36,9 +36,43 @@ const (
 )
 
 type logShard struct {
-	mu  sync.Mutex
-	buf []byte
-	_   [40]byte // keep shards on separate cache lines
+	mu    sync.Mutex
+	buf   []byte
+	stamp stampCache
+	_     [40]byte // keep shards on separate cache lines
+}
+
+// stampCache formats times as time.RFC3339Nano does, from the second's
+// text formatted once: a line's time is then its nanoseconds appended to
+// a copy, where AppendFormat took a sixth of the time to log a line.
+type stampCache struct {
+	sec  int64
+	loc  *time.Location
+	head []byte // "2006-01-02T15:04:05"
+	zone []byte // "Z" or "-07:00"
+}
+
+func (c *stampCache) append(b []byte, t time.Time) []byte {
+	if sec := t.Unix(); sec != c.sec || t.Location() != c.loc || c.head == nil {
+		// Offsets change on whole seconds, so the zone holds for the second.
+		s := t.Truncate(time.Second).AppendFormat(nil, time.RFC3339)
+		c.sec, c.loc, c.head, c.zone = sec, t.Location(), s[:19], s[19:]
+	}
+	b = append(b, c.head...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, c.zone...)
 }
 
 // NewAccessLog writes to w, which should take whole writes as they come
@@ -93,7 +127,7 @@ func (l *AccessLog) log(e *accessEntry) {
 	s.mu.Lock()
 	b := s.buf
 	b = append(b, `{"time":"`...)
-	b = e.start.AppendFormat(b, time.RFC3339Nano)
+	b = s.stamp.append(b, e.start)
 	b = append(b, `","level":"INFO","msg":"access","listener":"`...)
 	b = append(b, e.listener...)
 	b = appendField(b, "method", e.method)

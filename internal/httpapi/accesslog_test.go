@@ -155,3 +155,24 @@ func TestAccessLogConcurrent(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// The cached stamp must be what time.RFC3339Nano gives, whatever the
+// nanoseconds (trailing zeros trimmed, none at all), the zone, and however
+// the seconds come and go.
+func TestStampCacheMatchesRFC3339Nano(t *testing.T) {
+	stockholm, err := time.LoadLocation("Europe/Stockholm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 3, 29, 0, 59, 58, 0, time.UTC) // Stockholm's DST starts at 01:00 UTC
+	var c stampCache
+	for i, ns := range []int{0, 1, 10, 120_000_000, 999_999_999, 500_000_000, 0, 123_456_789, 100} {
+		for _, loc := range []*time.Location{time.UTC, stockholm, time.FixedZone("", -(3*3600 + 1800))} {
+			tm := base.Add(time.Duration(i) * 700 * time.Millisecond).Truncate(time.Second).Add(time.Duration(ns)).In(loc)
+			got := string(c.append(nil, tm))
+			if want := tm.Format(time.RFC3339Nano); got != want {
+				t.Errorf("%v: got %q, want %q", tm, got, want)
+			}
+		}
+	}
+}

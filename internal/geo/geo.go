@@ -7,7 +7,7 @@
 // and walked once: every distinct data record is decoded into the few facts
 // reghost needs, and every network goes into a table whose value is those
 // facts, neighbours with the same facts joined: IPv4 networks into a flat,
-// pointer-free table of address ranges (range4), IPv6 networks into a
+// pointer-free table of address ranges (internal/iprange), IPv6 networks into a
 // longest-prefix-match table (github.com/gaissmai/bart). A lookup is then one
 // table lookup, for IPv4 about five times faster than walking the MaxMind
 // search tree, and without allocating; the file is unmapped as soon as it is

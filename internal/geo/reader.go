@@ -12,6 +12,8 @@ import (
 
 	"github.com/gaissmai/bart"
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/reghost/reghost/internal/iprange"
 )
 
 // kind is the role a database plays: the source of ASNs or of countries.
@@ -69,7 +71,7 @@ type handle struct {
 	// value: an index into asn (kindASN), or a packed country index |
 	// continent index<<16 (kindCountry). Networks without data for the role
 	// answer nothing.
-	v4    *range4
+	v4    *iprange.Table
 	table *bart.Table[uint32]
 	asn   []asnFacts
 
@@ -97,8 +99,7 @@ func (h *handle) value(addr netip.Addr) (uint32, bool) {
 		}
 	}
 	if addr.Is4() {
-		b := addr.As4()
-		return h.v4.lookup(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+		return h.v4.LookupAddr(addr)
 	}
 	return h.table.Lookup(addr)
 }
@@ -253,7 +254,11 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 	if err := m.flush(); err != nil {
 		return nil, err
 	}
-	h.v4 = v4.finish(fill4, hasFill4)
+	v4t, err := v4.finish(fill4, hasFill4)
+	if err != nil {
+		return nil, err
+	}
+	h.v4 = v4t
 	if useful == 0 {
 		hint := ""
 		switch {

@@ -171,11 +171,27 @@ func appendField(b []byte, key, value string) []byte {
 	return appendJSONEscaped(b, value)
 }
 
+// jsonSafe[c] is true for the bytes that stand for themselves in a JSON
+// string: printable ASCII but '"' and '\\'.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONEscaped escapes quotes, backslashes and control characters,
 // and replaces invalid UTF-8, as encoding/json does for strings.
 func appendJSONEscaped(b []byte, s string) []byte {
+	// Nearly every value (methods, paths, routes, addresses, reasons)
+	// needs no escaping: copy it whole.
+	i := 0
+	for i < len(s) && jsonSafe[s[i]] {
+		i++
+	}
+	b = append(b, s[:i]...)
 	const hex = "0123456789abcdef"
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		switch {
 		case c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf:

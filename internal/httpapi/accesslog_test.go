@@ -87,7 +87,7 @@ func TestAccessLog(t *testing.T) {
 
 func TestAppendJSONEscaped(t *testing.T) {
 	t.Parallel()
-	for _, s := range []string{"plain", `q"b\s`, "\x00\x1f\n\r\t", "é→😀", "bad\xffutf8", ""} {
+	for _, s := range []string{"plain", `q"b\s`, "\x00\x1f\n\r\t", "é→😀", "bad\xffutf8", "", "/v2/a\"b", "/v2/é", "tail\x7f\n"} {
 		got := appendJSONEscaped(nil, s)
 		var back string
 		if err := json.Unmarshal(append(append([]byte{'"'}, got...), '"'), &back); err != nil {

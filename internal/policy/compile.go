@@ -10,6 +10,7 @@ import (
 
 	"github.com/gaissmai/bart"
 
+	"github.com/reghost/reghost/internal/iprange"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -32,7 +33,12 @@ type cloudKey struct{ cloud, region string }
 // layer holds the compiled rules of one origin (overrides or config),
 // indexed by every match kind.
 type layer struct {
-	cidr        *bart.Table[*entry]
+	// cidr4 maps IPv4 addresses to the index in cidr4Heads of the chain of
+	// the longest prefix holding them, from a flat range table; cidr6 maps
+	// IPv6 prefixes to their chains.
+	cidr4       *iprange.Table
+	cidr4Heads  []*entry
+	cidr6       *bart.Table[*entry]
 	asn         map[uint32]*entry
 	cloudRegion map[cloudKey]*entry
 	cloud       map[string]*entry
@@ -90,8 +96,9 @@ type item struct {
 // compileLayer builds a layer from rules that have already been
 // validated. Of items with the same match, the earlier is tried first.
 func compileLayer(rs *ruleset, items []item) *layer {
+	cidr := new(bart.Table[*entry])
 	l := &layer{
-		cidr:        new(bart.Table[*entry]),
+		cidr6:       new(bart.Table[*entry]),
 		asn:         map[uint32]*entry{},
 		cloudRegion: map[cloudKey]*entry{},
 		cloud:       map[string]*entry{},
@@ -111,8 +118,8 @@ func compileLayer(rs *ruleset, items []item) *layer {
 		m := it.rule.Match
 		switch m.Kind() {
 		case rules.KindCIDR:
-			head, _ := l.cidr.Get(m.CIDR)
-			l.cidr.Insert(m.CIDR, c.add(head, e))
+			head, _ := cidr.Get(m.CIDR)
+			cidr.Insert(m.CIDR, c.add(head, e))
 		case rules.KindASN:
 			l.asn[m.ASN] = c.add(l.asn[m.ASN], e)
 		case rules.KindCloudRegion:
@@ -129,16 +136,36 @@ func compileLayer(rs *ruleset, items []item) *layer {
 	// Link each prefix's chain to the chain of the longest shorter prefix
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
-	for pfx, head := range l.cidr.All() {
-		if pfx.Bits() == 0 {
-			continue
+	var v4 iprange.Builder
+	for pfx, head := range cidr.All() {
+		if pfx.Bits() > 0 {
+			parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
+			if _, up, ok := cidr.LookupPrefixLPM(parent); ok {
+				c.tails[head].next = up
+			}
 		}
-		parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
-		if _, up, ok := l.cidr.LookupPrefixLPM(parent); ok {
-			c.tails[head].next = up
+		if pfx.Addr().Is4() {
+			_ = v4.Add(pfx, uint32(len(l.cidr4Heads))) // cannot fail: IPv4, and fewer prefixes than None
+			l.cidr4Heads = append(l.cidr4Heads, head)
+		} else {
+			l.cidr6.Insert(pfx, head)
 		}
 	}
+	l.cidr4 = v4.Build()
 	return l
+}
+
+// lookupCIDR returns the chain of the longest prefix holding addr, which
+// is unmapped.
+func (l *layer) lookupCIDR(addr netip.Addr) *entry {
+	if addr.Is4() {
+		if i, ok := l.cidr4.Lookup(iprange.Uint32(addr)); ok {
+			return l.cidr4Heads[i]
+		}
+		return nil
+	}
+	e, _ := l.cidr6.Lookup(addr)
+	return e
 }
 
 // chainer links entries with the same match into a list, remembering

@@ -292,7 +292,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	}
 	noData := func(kind string) { record(trail, kind, "", "", OutcomeNoData) }
 
-	if tryKind("cidr:"+addrString(addr, explain), func(l *layer) *entry { e, _ := l.cidr.Lookup(addr); return e }) {
+	if tryKind(addrFact(addr, explain), func(l *layer) *entry { return l.lookupCIDR(addr) }) {
 		return c
 	}
 	if explain || rs.needs&needASN != 0 {
@@ -384,11 +384,11 @@ func kindFact(kind string, n uint32, explain bool) string {
 	return kind + ":" + strconv.FormatUint(uint64(n), 10)
 }
 
-func addrString(a netip.Addr, explain bool) string {
+func addrFact(a netip.Addr, explain bool) string {
 	if !explain {
 		return ""
 	}
-	return a.String()
+	return "cidr:" + a.String()
 }
 
 func record(trail *[]Step, match, source, registry, outcome string) {

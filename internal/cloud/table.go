@@ -95,6 +95,15 @@ func (t *Table) Cloud(addr netip.Addr) (provider, region string, ok bool) {
 	return r.Provider, r.Region, true
 }
 
+// Touch reads the memory a lookup of an IPv4 address reads first (see
+// iprange.Table.Touch).
+func (t *Table) Touch(addr netip.Addr) uint64 {
+	if t == nil || !addr.Is4() {
+		return 0
+	}
+	return t.v4.Touch(iprange.Uint32(addr))
+}
+
 // Len returns the number of prefixes in the table.
 func (t *Table) Len() int {
 	if t == nil {

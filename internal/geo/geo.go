@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/reghost/reghost/internal/iprange"
 )
 
 // Config says which databases to open. An empty path leaves that lookup
@@ -127,6 +129,26 @@ func (d *DB) slots() []*slot {
 		}
 	}
 	return out
+}
+
+// Touch reads the memory that ASN and Country lookups of an IPv4 address
+// read first, so that a caller looking the address up in other tables
+// too can have all their cache misses at once (see iprange.Table.Touch).
+func (d *DB) Touch(addr netip.Addr) uint64 {
+	if !addr.Is4() {
+		return 0
+	}
+	ip := iprange.Uint32(addr)
+	var x uint64
+	for _, s := range [2]*slot{d.asn, d.country} {
+		if s == nil {
+			continue
+		}
+		if h := s.cur.Load(); h != nil {
+			x ^= h.v4.Touch(ip)
+		}
+	}
+	return x
 }
 
 // ASN returns the autonomous system number and organisation of addr.

@@ -219,3 +219,20 @@ func BenchmarkLookup(b *testing.B) {
 		tab.Lookup(ips[i&(len(ips)-1)])
 	}
 }
+
+// Touch must be safe wherever Lookup is, and read what Lookup reads first.
+func TestTouch(t *testing.T) {
+	var zero *Table
+	if zero.Touch(1) != 0 || (&Table{}).Touch(1) != 0 {
+		t.Errorf("Touch of an empty table read something")
+	}
+	var b Builder
+	_ = b.Add(netip.MustParsePrefix("10.0.0.0/8"), 7)
+	tab := b.Build()
+	for _, ip := range []uint32{0, 10 << 24, ^uint32(0)} {
+		v, _ := tab.Lookup(ip)
+		if got := tab.Touch(ip); uint32(got) != v && ip>>16 == 10<<8 {
+			t.Errorf("Touch(%#x) = %#x, not the range Lookup finds (%d)", ip, got, v)
+		}
+	}
+}

@@ -375,3 +375,27 @@ func TestDecideBadPathStillChooses(t *testing.T) {
 		t.Errorf("got %+v, %v", d, err)
 	}
 }
+
+type touchSource struct{ touched int }
+
+func (s *touchSource) ASN(netip.Addr) (uint32, string, bool)    { return 64500, "", true }
+func (s *touchSource) Country(netip.Addr) (string, string, bool) { return "SE", "EU", true }
+func (s *touchSource) Touch(netip.Addr) uint64                   { s.touched++; return 0 }
+
+// A source that serves two roles is warmed once a decision, and only for
+// IPv4 clients.
+func TestWarmTouchesEachSourceOnce(t *testing.T) {
+	src := &touchSource{}
+	e, err := New(Config{
+		Registries: []rules.Registry{{Name: "a", URL: "https://a.example", Default: true}},
+		Sources:    Sources{ASN: src, Country: src},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Choose(netip.MustParseAddr("192.0.2.1"))
+	e.Choose(netip.MustParseAddr("2001:db8::1"))
+	if src.touched != 1 {
+		t.Errorf("touched %d times, want 1", src.touched)
+	}
+}

@@ -378,7 +378,7 @@ func TestDecideBadPathStillChooses(t *testing.T) {
 
 type touchSource struct{ touched int }
 
-func (s *touchSource) ASN(netip.Addr) (uint32, string, bool)    { return 64500, "", true }
+func (s *touchSource) ASN(netip.Addr) (uint32, string, bool)     { return 64500, "", true }
 func (s *touchSource) Country(netip.Addr) (string, string, bool) { return "SE", "EU", true }
 func (s *touchSource) Touch(netip.Addr) uint64                   { s.touched++; return 0 }
 

@@ -166,7 +166,9 @@ func (b *Builder) Build() *Table {
 	}
 	closeUntil(1 << 32)
 
-	t := &Table{ents: slices.Clip(w.ents), idx: make([]uint32, 1<<16+1)}
+	ents := makeEnts(len(w.ents))
+	copy(ents, w.ents)
+	t := &Table{ents: ents, idx: make([]uint32, 1<<16+1)}
 	i := 0
 	for h := range 1 << 16 {
 		for i+1 < len(t.ents) && uint32(t.ents[i+1]>>32) <= uint32(h)<<16 {
@@ -175,6 +177,7 @@ func (b *Builder) Build() *Table {
 		t.idx[h] = uint32(i)
 	}
 	t.idx[1<<16] = uint32(len(t.ents) - 1)
+	adviseHuge(t.ents)
 	return t
 }
 

@@ -236,3 +236,23 @@ func TestTouch(t *testing.T) {
 		}
 	}
 }
+
+// Big tables are laid out for huge pages; whatever the layout, a table
+// holds exactly its ranges.
+func TestMakeEnts(t *testing.T) {
+	for _, n := range []int{0, 1, 1000, 1 << 18, 1<<18 + 1, 3 << 18} {
+		e := makeEnts(n)
+		if len(e) != n || cap(e) != n {
+			t.Errorf("makeEnts(%d): len %d, cap %d", n, len(e), cap(e))
+		}
+		for i := range e {
+			e[i] = uint64(i) // every entry writable, none shared
+		}
+		adviseHuge(e)
+		for i := range e {
+			if e[i] != uint64(i) {
+				t.Fatalf("makeEnts(%d): entry %d changed to %d by adviseHuge", n, i, e[i])
+			}
+		}
+	}
+}

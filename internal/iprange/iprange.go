@@ -86,14 +86,6 @@ func (t *Table) Len() int {
 	return len(t.ents)
 }
 
-// Bytes is the memory the table holds.
-func (t *Table) Bytes() int {
-	if t == nil {
-		return 0
-	}
-	return 8*cap(t.ents) + 4*cap(t.idx)
-}
-
 // Uint32 returns an IPv4 address as a big-endian number.
 func Uint32(a netip.Addr) uint32 {
 	b := a.As4()
@@ -125,9 +117,6 @@ func (b *Builder) Add(p netip.Prefix, v uint32) error {
 	b.ps = append(b.ps, prefix{start: Uint32(p.Masked().Addr()), bits: uint8(p.Bits()), seq: uint32(len(b.ps)), v: v})
 	return nil
 }
-
-// Len is the number of prefixes added.
-func (b *Builder) Len() int { return len(b.ps) }
 
 // Build returns the table of what was added. The Builder may be reused.
 func (b *Builder) Build() *Table {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -14,37 +15,57 @@ import (
 	"github.com/reghost/reghost/internal/rules"
 )
 
-// entry is one compiled rule or override. Entries are immutable once a
+// entry is one compiled rule or override. A layer keeps its entries in
+// one slice, their text in one string and their targets in one slice,
+// and refers to entries by index (ref): a hundred thousand overrides are
+// then a few pointer-free objects that the collector does not trace,
+// where an entry with its own strings and pointers was several objects
+// each, marked again in every cycle. Entries are immutable once a
 // ruleset is published.
 type entry struct {
-	reason  string // "cidr:192.168.0.0/24", also the decision's Reason
-	source  string // "config" or "override:<id>"
-	targets []int  // indexes into ruleset.targets, in order of preference
-	expires int64  // unix nanoseconds; 0 never
+	reason  span  // "cidr:192.168.0.0/24", also the decision's Reason
+	source  span  // "config" or "override:<id>"
+	targets span  // into layer.targets: indexes into ruleset.targets, in order of preference
+	expires int64 // unix nanoseconds; 0 never
 
 	// next is what to try after this entry in the same layer: an older
 	// override with the same match, and for cidr the entries of the next
 	// shorter prefix that contains this one.
-	next *entry
+	next ref
 }
+
+// ref is an entry's index in its layer's entries; 0 is none, so that a
+// map's zero value means "no rule".
+type ref uint32
+
+// span is a range of a layer's text or targets.
+type span struct{ off, end uint32 }
 
 type cloudKey struct{ cloud, region string }
 
 // layer holds the compiled rules of one origin (overrides or config),
 // indexed by every match kind.
 type layer struct {
-	// cidr4 maps IPv4 addresses to the index in cidr4Heads of the chain of
-	// the longest prefix holding them, from a flat range table; cidr6 maps
-	// IPv6 prefixes to their chains.
+	entries []entry // entries[0] is unused: ref 0 is none
+	text    string
+	targets []int32
+
+	// cidr4 maps IPv4 addresses to the chain of the longest prefix holding
+	// them, from a flat range table; cidr6 maps IPv6 prefixes to theirs.
 	cidr4       *iprange.Table
-	cidr4Heads  []*entry
-	cidr6       *bart.Table[*entry]
-	asn         map[uint32]*entry
-	cloudRegion map[cloudKey]*entry
-	cloud       map[string]*entry
-	country     map[string]*entry
-	continent   map[string]*entry
+	cidr6       *bart.Table[ref]
+	asn         map[uint32]ref
+	cloudRegion map[cloudKey]ref
+	cloud       map[string]ref
+	country     map[string]ref
+	continent   map[string]ref
 	size        int
+}
+
+func (l *layer) reason(e *entry) string { return l.text[e.reason.off:e.reason.end] }
+func (l *layer) source(e *entry) string { return l.text[e.source.off:e.source.end] }
+func (l *layer) targetsOf(e *entry) []int32 {
+	return l.targets[e.targets.off:e.targets.end]
 }
 
 // ruleset is everything a decision reads besides the fact sources: the
@@ -96,43 +117,60 @@ type item struct {
 // compileLayer builds a layer from rules that have already been
 // validated. Of items with the same match, the earlier is tried first.
 func compileLayer(rs *ruleset, items []item) *layer {
-	cidr := new(bart.Table[*entry])
+	cidr := new(bart.Table[ref])
 	l := &layer{
-		cidr6:       new(bart.Table[*entry]),
-		asn:         map[uint32]*entry{},
-		cloudRegion: map[cloudKey]*entry{},
-		cloud:       map[string]*entry{},
-		country:     map[string]*entry{},
-		continent:   map[string]*entry{},
+		entries:     make([]entry, 1, len(items)+1),
+		cidr6:       new(bart.Table[ref]),
+		asn:         map[uint32]ref{},
+		cloudRegion: map[cloudKey]ref{},
+		cloud:       map[string]ref{},
+		country:     map[string]ref{},
+		continent:   map[string]ref{},
 		size:        len(items),
 	}
-	c := chainer{tails: map[*entry]*entry{}}
+	var text strings.Builder
+	addText := func(s string) span {
+		off := uint32(text.Len())
+		text.WriteString(s)
+		return span{off, uint32(text.Len())}
+	}
+	config := addText("config") // the source of every static rule
+	c := chainer{l: l, tails: make([]ref, 1, len(items)+1)}
 	for _, it := range items {
-		e := &entry{reason: it.rule.Match.String(), source: it.source, targets: make([]int, len(it.rule.Registries))}
+		e := entry{reason: addText(it.rule.Match.String())}
+		if it.source == "config" {
+			e.source = config
+		} else {
+			e.source = addText(it.source)
+		}
 		if !it.expires.IsZero() {
 			e.expires = it.expires.UnixNano()
 		}
-		for j, name := range it.rule.Registries {
-			e.targets[j] = rs.byName[name]
+		e.targets.off = uint32(len(l.targets))
+		for _, name := range it.rule.Registries {
+			l.targets = append(l.targets, int32(rs.byName[name]))
 		}
+		e.targets.end = uint32(len(l.targets))
+		r := c.new(e)
 		m := it.rule.Match
 		switch m.Kind() {
 		case rules.KindCIDR:
 			head, _ := cidr.Get(m.CIDR)
-			cidr.Insert(m.CIDR, c.add(head, e))
+			cidr.Insert(m.CIDR, c.add(head, r))
 		case rules.KindASN:
-			l.asn[m.ASN] = c.add(l.asn[m.ASN], e)
+			l.asn[m.ASN] = c.add(l.asn[m.ASN], r)
 		case rules.KindCloudRegion:
 			k := cloudKey{m.Cloud, m.Region}
-			l.cloudRegion[k] = c.add(l.cloudRegion[k], e)
+			l.cloudRegion[k] = c.add(l.cloudRegion[k], r)
 		case rules.KindCloud:
-			l.cloud[m.Cloud] = c.add(l.cloud[m.Cloud], e)
+			l.cloud[m.Cloud] = c.add(l.cloud[m.Cloud], r)
 		case rules.KindCountry:
-			l.country[m.Country] = c.add(l.country[m.Country], e)
+			l.country[m.Country] = c.add(l.country[m.Country], r)
 		case rules.KindContinent:
-			l.continent[m.Continent] = c.add(l.continent[m.Continent], e)
+			l.continent[m.Continent] = c.add(l.continent[m.Continent], r)
 		}
 	}
+	l.text = text.String()
 	// Link each prefix's chain to the chain of the longest shorter prefix
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
@@ -141,12 +179,11 @@ func compileLayer(rs *ruleset, items []item) *layer {
 		if pfx.Bits() > 0 {
 			parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
 			if _, up, ok := cidr.LookupPrefixLPM(parent); ok {
-				c.tails[head].next = up
+				l.entries[c.tails[head]].next = up
 			}
 		}
 		if pfx.Addr().Is4() {
-			_ = v4.Add(pfx, uint32(len(l.cidr4Heads))) // cannot fail: IPv4, and fewer prefixes than None
-			l.cidr4Heads = append(l.cidr4Heads, head)
+			_ = v4.Add(pfx, uint32(head)) // cannot fail: IPv4, and refs stay below None
 		} else {
 			l.cidr6.Insert(pfx, head)
 		}
@@ -157,29 +194,39 @@ func compileLayer(rs *ruleset, items []item) *layer {
 
 // lookupCIDR returns the chain of the longest prefix holding addr, which
 // is unmapped.
-func (l *layer) lookupCIDR(addr netip.Addr) *entry {
+func (l *layer) lookupCIDR(addr netip.Addr) ref {
 	if addr.Is4() {
-		if i, ok := l.cidr4.Lookup(iprange.Uint32(addr)); ok {
-			return l.cidr4Heads[i]
+		if r, ok := l.cidr4.Lookup(iprange.Uint32(addr)); ok {
+			return ref(r)
 		}
-		return nil
+		return 0
 	}
-	e, _ := l.cidr6.Lookup(addr)
-	return e
+	r, _ := l.cidr6.Lookup(addr)
+	return r
 }
 
-// chainer links entries with the same match into a list, remembering
-// each list's tail so that appending stays cheap.
-type chainer struct{ tails map[*entry]*entry }
+// chainer adds entries to a layer and links entries with the same match
+// into a list, remembering each list's tail so that appending stays cheap.
+type chainer struct {
+	l     *layer
+	tails []ref // by the ref of a list's head
+}
 
-// add appends e to the list that starts at head and returns the head.
-func (c *chainer) add(head, e *entry) *entry {
-	if head == nil {
-		c.tails[e] = e
-		return e
+// new adds e to the layer, not yet linked to anything.
+func (c *chainer) new(e entry) ref {
+	c.l.entries = append(c.l.entries, e)
+	c.tails = append(c.tails, 0)
+	return ref(len(c.l.entries) - 1)
+}
+
+// add appends r to the list that starts at head and returns the head.
+func (c *chainer) add(head, r ref) ref {
+	if head == 0 {
+		c.tails[r] = r
+		return r
 	}
-	c.tails[head].next = e
-	c.tails[head] = e
+	c.l.entries[c.tails[head]].next = r
+	c.tails[head] = r
 	return head
 }
 

@@ -284,26 +284,29 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	matched := false
 	var nowNS int64
 
-	// try walks an entry chain and reports whether it chose a target.
-	try := func(e *entry) bool {
-		for ; e != nil; e = e.next {
+	// try walks a chain of l's entries and reports whether it chose a
+	// target.
+	try := func(l *layer, r ref) bool {
+		for ; r != 0; r = l.entries[r].next {
+			e := &l.entries[r]
 			matched = true
 			if e.expires != 0 {
 				if nowNS == 0 {
 					nowNS = now().UnixNano()
 				}
 				if nowNS >= e.expires {
-					record(trail, e.reason, e.source, "", OutcomeExpired)
+					record(trail, l.reason(e), l.source(e), "", OutcomeExpired)
 					continue
 				}
 			}
-			for _, t := range e.targets {
-				if st.src.Health != nil && !st.src.Health.Up(rs.targets[t].Name) {
-					record(trail, e.reason, e.source, rs.targets[t].Name, OutcomeDown)
+			for _, t := range l.targetsOf(e) {
+				name := rs.targets[t].Name
+				if st.src.Health != nil && !st.src.Health.Up(name) {
+					record(trail, l.reason(e), l.source(e), name, OutcomeDown)
 					continue
 				}
-				record(trail, e.reason, e.source, rs.targets[t].Name, OutcomeChosen)
-				c.target, c.Reason, c.Source = t, e.reason, e.source
+				record(trail, l.reason(e), l.source(e), name, OutcomeChosen)
+				c.target, c.Reason, c.Source = int(t), l.reason(e), l.source(e)
 				return true
 			}
 		}
@@ -319,12 +322,12 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 
 	// tryKind tries the override layer and then the static layer for one
 	// key, recording a miss for explain.
-	tryKind := func(fact string, pick func(*layer) *entry) bool {
+	tryKind := func(fact string, pick func(*layer) ref) bool {
 		found := false
 		for _, l := range layers {
-			if e := pick(l); e != nil {
+			if r := pick(l); r != 0 {
 				found = true
-				if try(e) {
+				if try(l, r) {
 					return true
 				}
 			}
@@ -336,13 +339,13 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	}
 	noData := func(kind string) { record(trail, kind, "", "", OutcomeNoData) }
 
-	if tryKind(addrFact(addr, explain), func(l *layer) *entry { return l.lookupCIDR(addr) }) {
+	if tryKind(addrFact(addr, explain), func(l *layer) ref { return l.lookupCIDR(addr) }) {
 		return c
 	}
 	if explain || rs.needs&needASN != 0 {
 		if asn, org, ok := lookupASN(st.src.ASN, addr); ok {
 			c.Facts.ASN, c.Facts.ASOrg = asn, org
-			if tryKind(kindFact("asn", asn, explain), func(l *layer) *entry { return l.asn[asn] }) {
+			if tryKind(kindFact("asn", asn, explain), func(l *layer) ref { return l.asn[asn] }) {
 				return c
 			}
 		} else {
@@ -352,8 +355,8 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	if explain || rs.needs&needCloud != 0 {
 		if p, r, ok := lookupCloud(st.src.Cloud, addr); ok {
 			c.Facts.Cloud, c.Facts.Region = p, r
-			if tryKind(factString(explain, "cloud:", p, "/", r), func(l *layer) *entry { return l.cloudRegion[cloudKey{p, r}] }) ||
-				tryKind(factString(explain, "cloud:", p), func(l *layer) *entry { return l.cloud[p] }) {
+			if tryKind(factString(explain, "cloud:", p, "/", r), func(l *layer) ref { return l.cloudRegion[cloudKey{p, r}] }) ||
+				tryKind(factString(explain, "cloud:", p), func(l *layer) ref { return l.cloud[p] }) {
 				return c
 			}
 		} else {
@@ -363,8 +366,8 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	if explain || rs.needs&needCountry != 0 {
 		if cc, cont, ok := lookupCountry(st.src.Country, addr); ok {
 			c.Facts.Country, c.Facts.Continent = cc, cont
-			if tryKind(factString(explain, "country:", cc), func(l *layer) *entry { return l.country[cc] }) ||
-				tryKind(factString(explain, "continent:", cont), func(l *layer) *entry { return l.continent[cont] }) {
+			if tryKind(factString(explain, "country:", cc), func(l *layer) ref { return l.country[cc] }) ||
+				tryKind(factString(explain, "continent:", cont), func(l *layer) ref { return l.continent[cont] }) {
 				return c
 			}
 		} else {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unique"
 
 	"github.com/reghost/reghost/internal/rules"
 )
@@ -50,6 +51,8 @@ type File struct {
 	closed  bool
 	version uint64
 	items   []entry // sorted by ID
+
+	compactor compactor // guarded by writeMu
 
 	subMu      sync.Mutex // guards subs and subsClosed
 	subs       map[*subscriber]struct{}
@@ -114,7 +117,7 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 		_ = unlock()
 		return nil, fmt.Errorf("store: reading %s: %w", path, err)
 	default:
-		f.version, f.items, err = parse(data)
+		f.version, f.items, err = parse(data, &f.compactor)
 		if err != nil {
 			_ = unlock()
 			return nil, fmt.Errorf("store: %s: %w; fix or move the file aside (reghost never replaces an unreadable store)", path, err)
@@ -126,7 +129,7 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 
 // parse decodes the file strictly and checks what the store relies on:
 // non-empty, unique IDs. It returns the overrides sorted by ID.
-func parse(data []byte) (uint64, []entry, error) {
+func parse(data []byte, c *compactor) (uint64, []entry, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return 0, nil, errors.New("file is empty")
 	}
@@ -154,11 +157,11 @@ func parse(data []byte) (uint64, []entry, error) {
 	}
 	entries := make([]entry, len(items))
 	for i, o := range items {
-		js, err := encodeOverride(o)
+		e, err := c.entry(o)
 		if err != nil {
 			return 0, nil, fmt.Errorf("override %q: %w", o.ID, err)
 		}
-		entries[i] = entry{o: o, json: js}
+		entries[i] = e
 	}
 	return fd.Version, entries, nil
 }
@@ -252,19 +255,16 @@ func (f *File) put(ctx context.Context, o rules.Override, createOnly bool) (uint
 	if o.ID == "" {
 		return 0, errEmptyID
 	}
-	o.Registries = slices.Clone(o.Registries)
-	js, err := encodeOverride(o)
-	if err != nil {
-		return 0, fmt.Errorf("store: override %q: %w", o.ID, err)
-	}
-	e := entry{o: o, json: js}
-
 	// Only writers change closed and items, and this one holds writeMu:
 	// it reads them without mu.
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	if f.closed {
 		return 0, errClosed
+	}
+	e, err := f.compactor.entry(o)
+	if err != nil {
+		return 0, fmt.Errorf("store: override %q: %w", o.ID, err)
 	}
 	i, found := f.find(o.ID)
 	if found && createOnly {
@@ -417,6 +417,10 @@ func (f *File) writeError(err error) error {
 // nothing in memory, so that a failed write leaves the store as it was.
 // Callers hold writeMu.
 func (f *File) write() error {
+	// The buffer is the file's size: kept between the rare writes, it
+	// would only make the heap, and so the collector's goal, that much
+	// bigger.
+	defer func() { f.buf = bytes.Buffer{} }()
 	t, err := os.OpenFile(f.tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
@@ -450,6 +454,14 @@ func (f *File) write() error {
 func (f *File) encode(v uint64, head []entry, mid []byte, tail []entry) {
 	b := &f.buf
 	b.Reset()
+	n := 64 + len(mid)
+	for _, e := range head {
+		n += len(e.json) + 6
+	}
+	for _, e := range tail {
+		n += len(e.json) + 6
+	}
+	b.Grow(n)
 	b.WriteString("{\n  \"version\": ")
 	b.WriteString(strconv.FormatUint(v, 10))
 	b.WriteString(",\n  \"overrides\": [")
@@ -482,7 +494,55 @@ func encodeOverride(o rules.Override) ([]byte, error) {
 	if err := enc.Encode(o); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+	return bytes.Clone(bytes.TrimSuffix(b.Bytes(), []byte{'\n'})), nil
+}
+
+// compactor makes the entries the store keeps in memory small in the
+// collector's eyes: the store holds every override for as long as the
+// process runs, and each string or slice of its own is one more object
+// to mark in every cycle, at a hundred thousand overrides a noticeable
+// share of a busy server's CPU. Registry lists, which few overrides do
+// not share with many others, are kept once; the short strings that
+// repeat (registry names, created_by, match values) are interned.
+type compactor struct {
+	lists map[string][]string // by the names joined with NUL
+}
+
+// entry returns o compacted, with its line of the file. The stored
+// Registries are the compactor's own, never the caller's.
+func (c *compactor) entry(o rules.Override) (entry, error) {
+	o.Registries = c.list(o.Registries)
+	o.CreatedBy = intern(o.CreatedBy)
+	m := &o.Match
+	m.Cloud, m.Region, m.Country, m.Continent = intern(m.Cloud), intern(m.Region), intern(m.Country), intern(m.Continent)
+	js, err := encodeOverride(o)
+	return entry{o: o, json: js}, err
+}
+
+func (c *compactor) list(names []string) []string {
+	if names == nil {
+		return nil
+	}
+	key := strings.Join(names, "\x00")
+	if l, ok := c.lists[key]; ok && len(l) == len(names) {
+		return l
+	}
+	l := make([]string, len(names))
+	for i, n := range names {
+		l[i] = intern(n)
+	}
+	if c.lists == nil {
+		c.lists = map[string][]string{}
+	}
+	c.lists[key] = l
+	return l
+}
+
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }
 
 func syncDir(dir string) error {

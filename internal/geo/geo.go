@@ -167,7 +167,7 @@ func (d *DB) ASN(addr netip.Addr) (asn uint32, org string, ok bool) {
 		return 0, "", false
 	}
 	f := h.asn[i]
-	return f.asn, f.org, true
+	return f.asn, h.orgs[f.org:f.orgEnd], true
 }
 
 // Country returns the ISO 3166-1 alpha-2 country code and the continent code

@@ -95,6 +95,22 @@ func BenchmarkLookup(b *testing.B) {
 			d.Country(addrs[i&mask])
 		}
 	})
+	var v6 []netip.Addr
+	for _, a := range addrs {
+		if a.Is6() {
+			v6 = append(v6, a)
+		}
+	}
+	b.Run("ASN+Country/IPv6", func(b *testing.B) {
+		if len(v6) == 0 {
+			b.Fatal("the full-scale sample holds no IPv6 addresses")
+		}
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			d.ASN(v6[i%len(v6)])
+			d.Country(v6[i%len(v6)])
+		}
+	})
 	b.Run("ASN+Country/parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {

@@ -164,6 +164,11 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	// (a tenth of reghost's throughput under load). The admin listener
 	// keeps it: profiles and lists are large.
 	a.public.WriteTimeout = 0
+	// Nothing on the public listener reads a request body, so the whole
+	// request gets the header's deadline: equal deadlines spare net/http
+	// moving the connection's read timer a second time every request, and
+	// a slow body (a POST to /v2/, refused) is cut off sooner.
+	a.public.ReadTimeout = a.public.ReadHeaderTimeout
 	a.admin = newServer(adm, a.log)
 	ok = true
 	return a, nil

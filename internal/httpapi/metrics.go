@@ -132,6 +132,7 @@ func (m *Metrics) SetDataSet(name string, built, loaded time.Time) {
 // are counted by why as well.
 func (m *Metrics) decided(reason, registry string) {
 	kind, why, _ := strings.Cut(reason, ":")
+	kind = labelKind(kind)
 	if kind != "fallback" {
 		why = ""
 	}
@@ -142,6 +143,31 @@ func (m *Metrics) decided(reason, registry string) {
 		}
 		return twoCounters{c, m.fallbacks.WithLabelValues(why)}
 	}).Inc()
+}
+
+// labelKind returns a reason's kind as a string of its own. A rule's
+// reason is cut from its snapshot's text, all of it in one string: a
+// cached label or map key that kept a piece of it would keep the whole
+// text of a replaced snapshot alive, one for each label first seen in a
+// different snapshot.
+func labelKind(kind string) string {
+	switch kind {
+	case "cidr":
+		return "cidr"
+	case "asn":
+		return "asn"
+	case "cloud":
+		return "cloud"
+	case "country":
+		return "country"
+	case "continent":
+		return "continent"
+	case "default":
+		return "default"
+	case "fallback":
+		return "fallback"
+	}
+	return strings.Clone(kind)
 }
 
 // twoCounters counts a fallback both as a decision and as a fallback.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -38,5 +39,28 @@ reghost_fallbacks_total{why="all-down"} 1
 	// The per-label cache is bounded by kinds, not by rules.
 	if got := len(*m.counters.m.Load()); got != 3 {
 		t.Errorf("%d cached counters, want 3", got)
+	}
+}
+
+// A reason is a piece of its snapshot's text; what metrics keep of it
+// must not be, or a replaced snapshot's text would stay alive with it.
+func TestDecidedKeepsNoPieceOfTheReason(t *testing.T) {
+	text := strings.Repeat("override:o1", 1000) + "asn:15169" + "cloud:aws/us-east-2" + "weird:kind"
+	for _, reason := range []string{text[11000:11009], text[11009:11028], text[11028:]} {
+		kind, _, _ := strings.Cut(reason, ":")
+		got := labelKind(kind)
+		if got != kind {
+			t.Errorf("labelKind(%q) = %q", kind, got)
+		}
+		if unsafe.StringData(got) == unsafe.StringData(kind) {
+			t.Errorf("labelKind(%q) shares the reason's memory", kind)
+		}
+	}
+	m := NewMetrics()
+	m.decided(text[11000:11009], "hub")
+	for k := range *m.counters.m.Load() {
+		if p := unsafe.StringData(k.kind); p == unsafe.StringData(text[11000:]) {
+			t.Errorf("the decision counter's key %q shares the reason's memory", k.kind)
+		}
 	}
 }

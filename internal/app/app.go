@@ -466,7 +466,13 @@ func (a *App) Serve(ctx context.Context) error {
 // watchStore applies overrides on every change notification. Changes
 // coalesce, so one apply covers any number of writes.
 func (a *App) watchStore(ctx context.Context) {
-	for v := range a.store.Changes(ctx) {
+	changes := a.store.Changes(ctx)
+	// A write between the start-up apply and this subscription sent no
+	// notification here: catch up once (a no-op when nothing changed).
+	if err := a.applyOverrides(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
+	}
+	for v := range changes {
 		if a.hasApplied(v) {
 			continue // the admin API applied its own write already
 		}

@@ -245,6 +245,27 @@ func TestStoreChangesApply(t *testing.T) {
 	}
 }
 
+// A write that lands after the start-up apply but before the watcher
+// subscribes (another process writing the store, or an early admin call)
+// sends its notification to no one; the watcher catches up when it starts.
+func TestStoreChangeBeforeWatchingApplies(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{})
+	_, err := a.store.Put(t.Context(), rules.Override{ID: "early", Registries: []string{"aws"},
+		Match: rules.Match{CIDR: netip.MustParsePrefix("198.51.100.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a)
+	deadline := time.Now().Add(5 * time.Second)
+	for hostFor(t, a, "198.51.100.7") != "aws.example" {
+		if time.Now().After(deadline) {
+			t.Fatal("a write made before the watcher started never reached the engine")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // hostFor asks the original "GET /" contract where client ip goes.
 func hostFor(t *testing.T, a *App, ip string) string {
 	t.Helper()

@@ -7,8 +7,8 @@
 // IPv4 space is cut into contiguous ranges, each with one value, the most
 // specific prefix covering it winning; a lookup reads one entry of a
 // 65,537-entry index by the address's top 16 bits and then, nearly always,
-// one cache line of ranges. Nothing in a Table is a pointer, so the garbage
-// collector never scans it.
+// one cache line of ranges. A Table's arrays live off the Go heap
+// (internal/offheap), on huge pages when they fill one.
 package iprange
 
 import (
@@ -16,13 +16,18 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"runtime"
 	"slices"
+
+	"github.com/reghost/reghost/internal/offheap"
 )
 
 // None is the value of addresses no prefix covers. It cannot be added.
 const None = math.MaxUint32
 
-// Table maps IPv4 addresses to values. The zero Table holds nothing.
+// Table maps IPv4 addresses to values. The zero Table holds nothing. Use
+// a Table through the pointer Build returns, never a copy: its memory is
+// freed when that Table becomes unreachable.
 type Table struct {
 	// ents holds each range as its first address in the high 32 bits and
 	// its value in the low 32, in ascending order, ents[0] starting at
@@ -54,6 +59,7 @@ func (t *Table) Lookup(ip uint32) (v uint32, ok bool) {
 		}
 	}
 	v = uint32(ents[i-1])
+	runtime.KeepAlive(t) // ents is t's memory: see offheap
 	return v, v != None
 }
 
@@ -67,7 +73,9 @@ func (t *Table) Touch(ip uint32) uint64 {
 	if t == nil || len(t.idx) == 0 {
 		return 0
 	}
-	return t.ents[t.idx[ip>>16]]
+	v := t.ents[t.idx[ip>>16]]
+	runtime.KeepAlive(t)
+	return v
 }
 
 // LookupAddr is Lookup for an IPv4 address; any other answers nothing.
@@ -155,9 +163,9 @@ func (b *Builder) Build() *Table {
 	}
 	closeUntil(1 << 32)
 
-	ents := makeEnts(len(w.ents))
-	copy(ents, w.ents)
-	t := &Table{ents: ents, idx: make([]uint32, 1<<16+1)}
+	t := new(Table)
+	t.ents = offheap.Copy(t, w.ents)
+	t.idx = offheap.Make[uint32](t, 1<<16+1)
 	i := 0
 	for h := range 1 << 16 {
 		for i+1 < len(t.ents) && uint32(t.ents[i+1]>>32) <= uint32(h)<<16 {
@@ -166,7 +174,6 @@ func (b *Builder) Build() *Table {
 		t.idx[h] = uint32(i)
 	}
 	t.idx[1<<16] = uint32(len(t.ents) - 1)
-	adviseHuge(t.ents)
 	return t
 }
 

@@ -3,6 +3,7 @@ package iprange
 import (
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/gaissmai/bart"
@@ -238,22 +239,25 @@ func TestTouch(t *testing.T) {
 	_ = tab.Touch(^uint32(0))
 }
 
-// Big tables are laid out for huge pages; whatever the layout, a table
-// holds exactly its ranges.
-func TestMakeEnts(t *testing.T) {
-	for _, n := range []int{0, 1, 1000, 1 << 18, 1<<18 + 1, 3 << 18} {
-		e := makeEnts(n)
-		if len(e) != n || cap(e) != n {
-			t.Errorf("makeEnts(%d): len %d, cap %d", n, len(e), cap(e))
-		}
-		for i := range e {
-			e[i] = uint64(i) // every entry writable, none shared
-		}
-		adviseHuge(e)
-		for i := range e {
-			if e[i] != uint64(i) {
-				t.Fatalf("makeEnts(%d): entry %d changed to %d by adviseHuge", n, i, e[i])
-			}
-		}
+// A table's ranges are off the Go heap, so that they do not raise the
+// collector's goal.
+func TestTableLivesOffTheHeap(t *testing.T) {
+	var b Builder
+	for i := range 200_000 {
+		_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 12), byte(i >> 4), byte(i << 4), 0}), 24), uint32(i))
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	heap0 := heap()
+	tab := b.Build()
+	if grew := int64(heap() - heap0); grew > 64<<10 {
+		t.Errorf("the heap grew by %d bytes for a table of %d ranges", grew, tab.Len())
+	}
+	if v, ok := tab.Lookup(uint32(10)<<24 | 5); !ok || v != 10<<12 {
+		t.Errorf("lookup after collections = %d, %v", v, ok)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unique"
 
 	"github.com/reghost/reghost/internal/rules"
 )
@@ -27,8 +26,8 @@ var (
 	errEmptyID = errors.New("store: override id is empty")
 )
 
-// File is the embedded store: overrides in memory, and in one JSON file
-// that every write replaces atomically.
+// File is the embedded store: overrides in one JSON file that every write
+// replaces atomically, and in memory as the file's lines (see records).
 //
 // Next to the file it keeps <path>.lock, flocked for as long as the store
 // is open so that a second process cannot write the same file, and
@@ -47,23 +46,14 @@ type File struct {
 	writeMu sync.Mutex
 	buf     bytes.Buffer // the file being written; guarded by writeMu
 
-	mu      sync.RWMutex // guards closed, version and items
+	mu      sync.RWMutex // guards closed, version and recs
 	closed  bool
 	version uint64
-	items   []entry // sorted by ID
-
-	compactor compactor // guarded by writeMu
+	recs    *records
 
 	subMu      sync.Mutex // guards subs and subsClosed
 	subs       map[*subscriber]struct{}
 	subsClosed bool
-}
-
-// entry is a stored override and its JSON line in the file, kept so that
-// a write encodes only the override it changes.
-type entry struct {
-	o    rules.Override // Registries owned by the store
-	json []byte
 }
 
 type subscriber struct {
@@ -107,7 +97,8 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		f.encode(0, nil, nil, nil)
+		f.recs, _ = newRecords(0, func(func(string, []byte)) {})
+		f.recs.encode(&f.buf, 0)
 		if err := f.write(); err != nil {
 			_ = unlock()
 			return nil, fmt.Errorf("store: creating an empty store in %s: %w", path, err)
@@ -117,19 +108,20 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 		_ = unlock()
 		return nil, fmt.Errorf("store: reading %s: %w", path, err)
 	default:
-		f.version, f.items, err = parse(data, &f.compactor)
+		f.version, f.recs, err = parse(data)
 		if err != nil {
 			_ = unlock()
 			return nil, fmt.Errorf("store: %s: %w; fix or move the file aside (reghost never replaces an unreadable store)", path, err)
 		}
-		logger.Info("opened the override store", "path", path, "version", f.version, "overrides", len(f.items))
+		logger.Info("opened the override store", "path", path, "version", f.version, "overrides", f.recs.len())
 	}
 	return f, nil
 }
 
 // parse decodes the file strictly and checks what the store relies on:
-// non-empty, unique IDs. It returns the overrides sorted by ID.
-func parse(data []byte, c *compactor) (uint64, []entry, error) {
+// non-empty, unique IDs. Each override is kept as its line of the file,
+// encoded again so that every line is in the form a write gives it.
+func parse(data []byte) (uint64, *records, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return 0, nil, errors.New("file is empty")
 	}
@@ -143,51 +135,33 @@ func parse(data []byte, c *compactor) (uint64, []entry, error) {
 		off := dec.InputOffset()
 		return 0, nil, fmt.Errorf("%s: data after the end of the store object", position(data, off))
 	}
-	items := fd.Overrides
-	for i, o := range items {
+	type item struct {
+		id   string
+		line []byte
+	}
+	items := make([]item, len(fd.Overrides))
+	for i, o := range fd.Overrides {
 		if o.ID == "" {
 			return 0, nil, fmt.Errorf("overrides[%d]: empty id", i)
 		}
-	}
-	slices.SortStableFunc(items, func(a, b rules.Override) int { return strings.Compare(a.ID, b.ID) })
-	for i := 1; i < len(items); i++ {
-		if items[i].ID == items[i-1].ID {
-			return 0, nil, fmt.Errorf("override id %q appears more than once", items[i].ID)
-		}
-	}
-	entries := make([]entry, len(items))
-	for i, o := range items {
-		e, err := c.entry(o)
+		line, err := encodeOverride(o)
 		if err != nil {
 			return 0, nil, fmt.Errorf("override %q: %w", o.ID, err)
 		}
-		entries[i] = e
+		items[i] = item{o.ID, line}
 	}
-	pack(entries)
-	return fd.Version, entries, nil
-}
-
-// pack moves the IDs and lines of entries read from the file into one
-// string and one byte slice. Held one by one, a hundred thousand of each
-// are small objects that live for the life of the process, marked in
-// every collection, and scattered among the spans that request garbage
-// of the same sizes is allocated from.
-// Overrides written later are held one by one; they are few.
-func pack(entries []entry) {
-	var ids strings.Builder
-	n := 0
-	for _, e := range entries {
-		ids.WriteString(e.o.ID)
-		n += len(e.json)
+	slices.SortStableFunc(items, func(a, b item) int { return strings.Compare(a.id, b.id) })
+	for i := 1; i < len(items); i++ {
+		if items[i].id == items[i-1].id {
+			return 0, nil, fmt.Errorf("override id %q appears more than once", items[i].id)
+		}
 	}
-	all, lines := ids.String(), make([]byte, 0, n)
-	for i := range entries {
-		e := &entries[i]
-		e.o.ID, all = all[:len(e.o.ID)], all[len(e.o.ID):]
-		start := len(lines)
-		lines = append(lines, e.json...)
-		e.json = lines[start:len(lines):len(lines)]
-	}
+	recs, err := newRecords(len(items), func(yield func(string, []byte)) {
+		for _, it := range items {
+			yield(it.id, it.line)
+		}
+	})
+	return fd.Version, recs, err
 }
 
 // jsonError adds the line and column to a decoding error.
@@ -214,7 +188,8 @@ func position(data []byte, off int64) string {
 	return "line " + strconv.Itoa(line) + ", column " + strconv.FormatInt(col, 10) + " (byte " + strconv.FormatInt(off, 10) + ")"
 }
 
-// List returns copies of every override, sorted by ID, and their version.
+// List decodes every override, sorted by ID, and returns them with their
+// version.
 func (f *File) List(ctx context.Context) ([]rules.Override, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
@@ -224,26 +199,18 @@ func (f *File) List(ctx context.Context) ([]rules.Override, uint64, error) {
 	if f.closed {
 		return nil, 0, errClosed
 	}
-	out := make([]rules.Override, len(f.items))
-	n := 0
-	for i, e := range f.items {
-		out[i] = e.o
-		n += len(e.o.Registries)
-	}
-	// One backing array for every Registries slice keeps List at two
-	// allocations; the three-index slices stop an append by the caller
-	// from running into the next override's registries.
-	regs := make([]string, n)
+	out := make([]rules.Override, f.recs.len())
 	for i := range out {
-		if r := out[i].Registries; r != nil {
-			k := copy(regs, r)
-			out[i].Registries, regs = regs[:k:k], regs[k:]
+		o, err := f.recs.override(i)
+		if err != nil {
+			return nil, 0, err
 		}
+		out[i] = o
 	}
 	return out, f.version, nil
 }
 
-// Get returns a copy of the override with the ID, or ErrNotFound.
+// Get decodes the override with the ID, or fails with ErrNotFound.
 func (f *File) Get(ctx context.Context, id string) (rules.Override, error) {
 	if err := ctx.Err(); err != nil {
 		return rules.Override{}, err
@@ -253,13 +220,11 @@ func (f *File) Get(ctx context.Context, id string) (rules.Override, error) {
 	if f.closed {
 		return rules.Override{}, errClosed
 	}
-	i, ok := f.find(id)
+	i, ok := f.recs.find(id)
 	if !ok {
 		return rules.Override{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	o := f.items[i].o
-	o.Registries = slices.Clone(o.Registries)
-	return o, nil
+	return f.recs.override(i)
 }
 
 // Put creates or replaces the override with o's ID.
@@ -279,18 +244,18 @@ func (f *File) put(ctx context.Context, o rules.Override, createOnly bool) (uint
 	if o.ID == "" {
 		return 0, errEmptyID
 	}
-	// Only writers change closed and items, and this one holds writeMu:
+	// Only writers change closed and recs, and this one holds writeMu:
 	// it reads them without mu.
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	if f.closed {
 		return 0, errClosed
 	}
-	e, err := f.compactor.entry(o)
+	line, err := encodeOverride(o)
 	if err != nil {
 		return 0, fmt.Errorf("store: override %q: %w", o.ID, err)
 	}
-	i, found := f.find(o.ID)
+	i, found := f.recs.find(o.ID)
 	if found && createOnly {
 		return 0, fmt.Errorf("%w: %q", ErrConflict, o.ID)
 	}
@@ -298,21 +263,11 @@ func (f *File) put(ctx context.Context, o rules.Override, createOnly bool) (uint
 	if found {
 		j = i + 1
 	}
-	v := f.version + 1
-	f.encode(v, f.items[:i], e.json, f.items[j:])
-	if err := f.write(); err != nil {
-		return 0, f.writeError(err)
+	recs, err := f.recs.splice(i, j, o.ID, line)
+	if err != nil {
+		return 0, fmt.Errorf("store: override %q: %w", o.ID, err)
 	}
-	f.mu.Lock()
-	if found {
-		f.items[i] = e
-	} else {
-		f.items = slices.Insert(f.items, i, e)
-	}
-	f.version = v
-	f.mu.Unlock()
-	f.notify(v, "put", o.ID)
-	return v, nil
+	return f.commit(recs, "put", o.ID)
 }
 
 // Delete removes the override with the ID, or fails with ErrNotFound.
@@ -325,20 +280,29 @@ func (f *File) Delete(ctx context.Context, id string) (uint64, error) {
 	if f.closed {
 		return 0, errClosed
 	}
-	i, found := f.find(id)
+	i, found := f.recs.find(id)
 	if !found {
 		return 0, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
+	recs, err := f.recs.splice(i, i+1, "", nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	return f.commit(recs, "delete", id)
+}
+
+// commit writes recs, the result of an op on the override with the ID, as
+// the next version and makes it the store's. Callers hold writeMu.
+func (f *File) commit(recs *records, op, id string) (uint64, error) {
 	v := f.version + 1
-	f.encode(v, f.items[:i], nil, f.items[i+1:])
+	recs.encode(&f.buf, v)
 	if err := f.write(); err != nil {
 		return 0, f.writeError(err)
 	}
 	f.mu.Lock()
-	f.items = slices.Delete(f.items, i, i+1)
-	f.version = v
+	f.recs, f.version = recs, v
 	f.mu.Unlock()
-	f.notify(v, "delete", id)
+	f.notify(v, op, id)
 	return v, nil
 }
 
@@ -403,14 +367,6 @@ func (f *File) Close() error {
 	return nil
 }
 
-// find returns where id is or would be in f.items. Callers hold mu or
-// writeMu.
-func (f *File) find(id string) (int, bool) {
-	return slices.BinarySearchFunc(f.items, id, func(e entry, id string) int {
-		return strings.Compare(e.o.ID, id)
-	})
-}
-
 // notify sends version v, which a write has just committed, to every
 // Changes channel. Callers hold writeMu, which keeps the versions sent in
 // order.
@@ -470,103 +426,6 @@ func (f *File) write() error {
 			"path", f.path, "err", err)
 	}
 	return nil
-}
-
-// encode renders version v and the overrides head, then the one encoded
-// as mid (if not nil), then tail into f.buf, one override per line so that
-// the file reads and diffs well. Callers hold writeMu.
-func (f *File) encode(v uint64, head []entry, mid []byte, tail []entry) {
-	b := &f.buf
-	b.Reset()
-	n := 64 + len(mid)
-	for _, e := range head {
-		n += len(e.json) + 6
-	}
-	for _, e := range tail {
-		n += len(e.json) + 6
-	}
-	b.Grow(n)
-	b.WriteString("{\n  \"version\": ")
-	b.WriteString(strconv.FormatUint(v, 10))
-	b.WriteString(",\n  \"overrides\": [")
-	sep := "\n    "
-	add := func(js []byte) {
-		b.WriteString(sep)
-		b.Write(js)
-		sep = ",\n    "
-	}
-	for _, e := range head {
-		add(e.json)
-	}
-	if mid != nil {
-		add(mid)
-	}
-	for _, e := range tail {
-		add(e.json)
-	}
-	if len(head)+len(tail) > 0 || mid != nil {
-		b.WriteString("\n  ")
-	}
-	b.WriteString("]\n}\n")
-}
-
-// encodeOverride renders o as one line of the file.
-func encodeOverride(o rules.Override) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(o); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(bytes.TrimSuffix(b.Bytes(), []byte{'\n'})), nil
-}
-
-// compactor makes the entries the store keeps in memory small in the
-// collector's eyes: the store holds every override for as long as the
-// process runs, and each string or slice of its own is one more object
-// to mark in every cycle (3.67 an override before, see
-// TestFileHoldsFewObjects). Registry lists, which few overrides do not
-// share with many others, are kept once; the short strings that repeat
-// (registry names, created_by, match values) are interned.
-type compactor struct {
-	lists map[string][]string // by the names joined with NUL
-}
-
-// entry returns o compacted, with its line of the file. The stored
-// Registries are the compactor's own, never the caller's.
-func (c *compactor) entry(o rules.Override) (entry, error) {
-	o.Registries = c.list(o.Registries)
-	o.CreatedBy = intern(o.CreatedBy)
-	m := &o.Match
-	m.Cloud, m.Region, m.Country, m.Continent = intern(m.Cloud), intern(m.Region), intern(m.Country), intern(m.Continent)
-	js, err := encodeOverride(o)
-	return entry{o: o, json: js}, err
-}
-
-func (c *compactor) list(names []string) []string {
-	if names == nil {
-		return nil
-	}
-	key := strings.Join(names, "\x00")
-	if l, ok := c.lists[key]; ok && len(l) == len(names) {
-		return l
-	}
-	l := make([]string, len(names))
-	for i, n := range names {
-		l[i] = intern(n)
-	}
-	if c.lists == nil {
-		c.lists = map[string][]string{}
-	}
-	c.lists[key] = l
-	return l
-}
-
-func intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
 }
 
 func syncDir(dir string) error {

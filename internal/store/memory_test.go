@@ -18,9 +18,8 @@ import (
 // The store holds every override for the life of the process, and the
 // collector marks each object it keeps in every cycle. Decoded as they
 // come, an override was four objects or more (its ID, its registry list
-// and each name in it, created_by, its line of the file). Registry lists
-// are shared, names interned, and the IDs and lines of what the file held
-// packed into one string and one slice.
+// and each name in it, created_by, its line of the file). The store keeps
+// only the IDs and lines, off the heap.
 func TestFileHoldsFewObjects(t *testing.T) {
 	const n = 20_000
 	path := filepath.Join(t.TempDir(), "overrides.json")
@@ -44,7 +43,7 @@ func TestFileHoldsFewObjects(t *testing.T) {
 	if per := float64(objects) / n; per > 0.1 {
 		t.Errorf("the store holds %d heap objects for %d overrides (%.2f each), want at most 0.1 each", objects, n, per)
 	}
-	// Compacted, they read back as they were written.
+	// Decoded again, they read back as they were written.
 	got, _, err := s.List(context.Background())
 	if err != nil {
 		t.Fatal(err)

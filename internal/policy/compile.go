@@ -12,16 +12,18 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/reghost/reghost/internal/iprange"
+	"github.com/reghost/reghost/internal/offheap"
 	"github.com/reghost/reghost/internal/rules"
 )
 
 // entry is one compiled rule or override. A layer keeps its entries in
-// one slice, their text in one string and their targets in one slice,
-// and refers to entries by index (ref): a hundred thousand overrides are
-// then a few pointer-free objects that the collector does not trace,
-// where an entry with its own strings and pointers was several objects
-// each, marked again in every cycle. Entries are immutable once a
-// ruleset is published.
+// one array and their targets in another, both off the Go heap
+// (internal/offheap), and their text in one string, and refers to entries
+// by index (ref): a hundred thousand overrides add no objects for the
+// collector to mark, and raise its goal by their text alone. The text
+// stays on the heap because a decision's reason is a piece of it, and a
+// decision outlives its snapshot. Entries are immutable once a ruleset is
+// published.
 type entry struct {
 	reason  span  // "cidr:192.168.0.0/24", also the decision's Reason
 	source  span  // "config" or "override:<id>"
@@ -44,7 +46,8 @@ type span struct{ off, end uint32 }
 type cloudKey struct{ cloud, region string }
 
 // layer holds the compiled rules of one origin (overrides or config),
-// indexed by every match kind.
+// indexed by every match kind. Its entries and targets are its own
+// memory, freed when it becomes unreachable.
 type layer struct {
 	entries []entry // entries[0] is unused: ref 0 is none
 	text    string
@@ -64,6 +67,8 @@ type layer struct {
 
 func (l *layer) reason(e *entry) string { return l.text[e.reason.off:e.reason.end] }
 func (l *layer) source(e *entry) string { return l.text[e.source.off:e.source.end] }
+
+// targetsOf returns l's own memory, to be read while l is reachable.
 func (l *layer) targetsOf(e *entry) []int32 {
 	return l.targets[e.targets.off:e.targets.end]
 }
@@ -170,7 +175,6 @@ func compileLayer(rs *ruleset, items []item) *layer {
 			l.continent[m.Continent] = c.add(l.continent[m.Continent], r)
 		}
 	}
-	l.text = text.String()
 	// Link each prefix's chain to the chain of the longest shorter prefix
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
@@ -189,6 +193,9 @@ func compileLayer(rs *ruleset, items []item) *layer {
 		}
 	}
 	l.cidr4 = v4.Build()
+	l.entries = offheap.Copy(l, l.entries)
+	l.targets = offheap.Copy(l, l.targets)
+	l.text = strings.Clone(text.String()) // without the builder's spare room
 	return l
 }
 

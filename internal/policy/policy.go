@@ -13,6 +13,7 @@ package policy
 
 import (
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,6 +280,7 @@ type choice struct {
 func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) choice {
 	var c choice
 	rs := st.rs
+	defer runtime.KeepAlive(rs) // its layers' arrays are read until the end
 	layers := [2]*layer{rs.overrides, rs.static}
 	explain := trail != nil
 	matched := false

@@ -20,7 +20,7 @@ import (
 // come, an override was four objects or more (its ID, its registry list
 // and each name in it, created_by, its line of the file). The store keeps
 // only the IDs and lines, off the heap.
-func TestFileHoldsFewObjects(t *testing.T) {
+func TestFileHoldsLittleHeap(t *testing.T) {
 	const n = 20_000
 	path := filepath.Join(t.TempDir(), "overrides.json")
 	data, err := json.Marshal(map[string]any{"version": 1, "overrides": policytest.Overrides(n, []string{"hub", "k8s", "aws-us-east-2"})})
@@ -31,7 +31,7 @@ func TestFileHoldsFewObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s *store.File
-	objects := policytest.RetainedObjects(func() any {
+	objects, bytes := policytest.Retained(func() any {
 		s, err = store.OpenFile(path, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -39,9 +39,12 @@ func TestFileHoldsFewObjects(t *testing.T) {
 		return s
 	})
 	defer s.Close()
-	t.Logf("%d heap objects for %d overrides", objects, n)
+	t.Logf("%d heap objects, %d bytes for %d overrides", objects, bytes, n)
 	if per := float64(objects) / n; per > 0.1 {
 		t.Errorf("the store holds %d heap objects for %d overrides (%.2f each), want at most 0.1 each", objects, n, per)
+	}
+	if per := float64(bytes) / n; per > 1 {
+		t.Errorf("the store holds %d heap bytes for %d overrides (%.1f each), want at most 1 each", bytes, n, per)
 	}
 	// Decoded again, they read back as they were written.
 	got, _, err := s.List(context.Background())

@@ -45,11 +45,13 @@ func Overrides(n int, registries []string) []rules.Override {
 	return out
 }
 
-// RetainedObjects reports how many heap objects what build returns keeps
-// alive. The collector marks each of them in every cycle, so for what a
-// server holds for its whole life (the store, the compiled overrides) the
-// count is a cost paid on every request's garbage.
-func RetainedObjects(build func() any) uint64 {
+// Retained reports how many heap objects and bytes what build returns
+// keeps alive. Both are costs paid on every request's garbage for what a
+// server holds for its whole life (the store, the compiled overrides):
+// the collector marks each object in every cycle, and it lets the heap
+// grow in proportion to its live bytes before collecting, so the more
+// there are, the colder the memory requests allocate from.
+func Retained(build func() any) (objects, bytes uint64) {
 	var before, after runtime.MemStats
 	// Twice: what sync.Pools drop in one cycle is freed in the next.
 	runtime.GC()
@@ -60,8 +62,6 @@ func RetainedObjects(build func() any) uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(v)
-	if after.HeapObjects < before.HeapObjects {
-		return 0
-	}
-	return after.HeapObjects - before.HeapObjects
+	return after.HeapObjects - min(before.HeapObjects, after.HeapObjects),
+		after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
 }

@@ -5,9 +5,10 @@
 // A prefix trie reads a node on each of several levels, each a likely cache
 // miss on a server whose caches the network stack keeps evicting. Here the
 // IPv4 space is cut into contiguous ranges, each with one value, the most
-// specific prefix covering it winning; a lookup reads one entry of a
-// 65,537-entry index by the address's top 16 bits and then, nearly always,
-// one cache line of ranges. A Table's arrays live off the Go heap
+// specific prefix covering it winning; a lookup reads one entry of an
+// index by the address's top bits (16 for a large table, fewer for a small
+// one, so that its index stays in cache) and then, nearly always, one
+// cache line of ranges. A Table's arrays live off the Go heap
 // (internal/offheap), on huge pages when they fill one.
 package iprange
 
@@ -15,6 +16,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -34,9 +36,11 @@ type Table struct {
 	// 0.0.0.0; neighbours never have equal values. One array rather than
 	// two keeps a range's start and value in the same cache line.
 	ents []uint64
-	// idx[h] is the range holding the address h<<16, idx[65536] the last
-	// range: the range holding ip lies in ents[idx[ip>>16] : idx[ip>>16+1]+1].
-	idx []uint32
+	// idx[h] is the range holding the address h<<shift, and its last
+	// entry the last range: the range holding ip lies in
+	// ents[idx[ip>>shift] : idx[ip>>shift+1]+1].
+	idx   []uint32
+	shift uint8 // 32 minus the index's bits; 32 for one block
 }
 
 // Lookup returns the value of the most specific prefix holding ip, an
@@ -45,7 +49,7 @@ func (t *Table) Lookup(ip uint32) (v uint32, ok bool) {
 	if t == nil || len(t.idx) == 0 {
 		return None, false
 	}
-	hi := ip >> 16
+	hi := ip >> t.shift
 	ents := t.ents[t.idx[hi] : t.idx[hi+1]+1]
 	// ents[0] starts at or before ip: find the last entry that does.
 	key := uint64(ip)<<32 | math.MaxUint32
@@ -73,7 +77,7 @@ func (t *Table) Touch(ip uint32) uint64 {
 	if t == nil || len(t.idx) == 0 {
 		return 0
 	}
-	v := t.ents[t.idx[ip>>16]]
+	v := t.ents[t.idx[ip>>t.shift]]
 	runtime.KeepAlive(t)
 	return v
 }
@@ -165,15 +169,20 @@ func (b *Builder) Build() *Table {
 
 	t := new(Table)
 	t.ents = offheap.Copy(t, w.ents)
-	t.idx = offheap.Make[uint32](t, 1<<16+1)
+	// About four ranges a block, at most 2^16 blocks: 256 KiB of index
+	// for the largest tables, a few bytes for a handful of CIDR rules.
+	idxBits := min(bits.Len(uint(len(t.ents)/4)), 16)
+	t.shift = uint8(32 - idxBits)
+	blocks := 1 << idxBits
+	t.idx = offheap.Make[uint32](t, blocks+1)
 	i := 0
-	for h := range 1 << 16 {
-		for i+1 < len(t.ents) && uint32(t.ents[i+1]>>32) <= uint32(h)<<16 {
+	for h := range blocks {
+		for i+1 < len(t.ents) && uint64(t.ents[i+1]>>32) <= uint64(h)<<t.shift {
 			i++
 		}
 		t.idx[h] = uint32(i)
 	}
-	t.idx[1<<16] = uint32(len(t.ents) - 1)
+	t.idx[blocks] = uint32(len(t.ents) - 1)
 	return t
 }
 

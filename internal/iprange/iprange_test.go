@@ -227,16 +227,39 @@ func TestTouch(t *testing.T) {
 	if zero.Touch(1) != 0 || (&Table{}).Touch(1) != 0 {
 		t.Errorf("Touch of an empty table read something")
 	}
+	// A table of three ranges is one block: Touch reads its first range.
 	var b Builder
 	_ = b.Add(netip.MustParsePrefix("10.0.0.0/8"), 7)
 	tab := b.Build()
-	// 10.0.0.0 starts its /16 block, so the first range Touch reads there
-	// is the one Lookup finds.
-	if got, v := tab.Touch(10<<24), uint32(7); uint32(got) != v || got>>32 != 10<<24 {
+	if got := tab.Touch(10 << 24); got != None {
+		t.Errorf("Touch(10.0.0.0) in a one-block table = %#x, want the range 0.0.0.0 -> None", got)
+	}
+	// With a range in every /16, blocks are /16s: 10.0.0.0 starts one, so
+	// the first range Touch reads there is the one Lookup finds.
+	b = Builder{}
+	for h := range 1 << 16 {
+		_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(h >> 8), byte(h), 0, 0}), 24), uint32(h))
+	}
+	tab = b.Build()
+	if got, v := tab.Touch(10<<24), uint32(10<<8); uint32(got) != v || got>>32 != 10<<24 {
 		t.Errorf("Touch(10.0.0.0) = %#x, want the range 10.0.0.0 -> %d", got, v)
 	}
 	_ = tab.Touch(0)
 	_ = tab.Touch(^uint32(0))
+}
+
+// The index grows with the table, to 2^16 blocks at most.
+func TestIndexSize(t *testing.T) {
+	for _, c := range []struct{ prefixes, blocks int }{{0, 1}, {1, 1}, {8, 8}, {1000, 512}, {1 << 16, 1 << 16}, {1 << 18, 1 << 16}} {
+		var b Builder
+		for i := range c.prefixes {
+			_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 12), byte(i >> 4), byte(i << 4), 0}), 24), uint32(i))
+		}
+		tab := b.Build()
+		if got := len(tab.idx) - 1; got != c.blocks {
+			t.Errorf("%d prefixes (%d ranges): %d index blocks, want %d", c.prefixes, tab.Len(), got, c.blocks)
+		}
+	}
 }
 
 // A table's ranges are off the Go heap, so that they do not raise the

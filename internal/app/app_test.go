@@ -279,3 +279,40 @@ func hostFor(t *testing.T, a *App, ip string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// The public listener cuts off a client that starts a request and
+// stalls (connwatch), while one that keeps asking is served.
+func TestPublicListenerClosesSlowClients(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{SlowClientTimeout: 300 * time.Millisecond})
+	serve(t, a)
+	c, err := net.Dial("tcp", a.PublicAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	n, err := c.Read(make([]byte, 1))
+	if n > 0 || err == nil {
+		t.Fatalf("read %d bytes, %v from a request never finished; want the connection closed", n, err)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a stalled request was not cut off within 5 s")
+	}
+	t.Logf("closed after %v", time.Since(start))
+
+	// The limits are the public listener's only: a well-behaved client is
+	// answered as before.
+	resp, err := http.Get("http://" + a.PublicAddr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after a slow client: %d", resp.StatusCode)
+	}
+}

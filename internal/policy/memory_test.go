@@ -1,6 +1,8 @@
 package policy_test
 
 import (
+	"fmt"
+	"net/netip"
 	"runtime"
 	"testing"
 
@@ -45,5 +47,69 @@ func TestOverridesHoldLittleHeap(t *testing.T) {
 	// entries and targets on the heap.
 	if per := float64(bytes) / n; per > 80 {
 		t.Errorf("the engine holds %d heap bytes for %d overrides (%.0f each), want at most 80 each", bytes, n, per)
+	}
+}
+
+// The entries and targets of a replaced snapshot are unmapped once it is
+// collected, so a decision must keep its snapshot reachable until it has
+// read them: deciding while overrides are swapped and collections run
+// must neither crash nor answer from a half-freed snapshot.
+func TestDecideWhileOverridesChange(t *testing.T) {
+	regs := []rules.Registry{
+		{Name: "hub", URL: "https://registry-1.docker.io"},
+		{Name: "k8s", URL: "https://registry.k8s.io", Default: true},
+	}
+	e, err := policy.New(policy.Config{Registries: regs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two sets that agree on their first 2,000 overrides.
+	sets := [2][]rules.Override{policytest.Overrides(2_000, []string{"hub", "k8s"}), policytest.Overrides(3_000, []string{"hub", "k8s"})}
+	if err := e.SetOverrides(sets[0]); err != nil {
+		t.Fatal(err)
+	}
+	type probe struct {
+		addr             netip.Addr
+		reason, registry string
+	}
+	var probes []probe
+	for _, o := range sets[0] {
+		if o.Match.CIDR.IsValid() {
+			a := o.Match.CIDR.Addr().Next()
+			d := e.Choose(a)
+			probes = append(probes, probe{a, d.Reason, d.Registry})
+		}
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	for w := range 2 {
+		go func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				p := probes[i%len(probes)]
+				d, err := e.Decide(p.addr, "/v2/pause/manifests/3.9", "")
+				if err != nil || d.Reason != p.reason || d.Registry != p.registry {
+					errs <- fmt.Errorf("Decide(%s) = %q via %q, %v; want %q via %q", p.addr, d.Registry, d.Reason, err, p.registry, p.reason)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		if err := e.SetOverrides(sets[i%2]); err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -55,5 +57,68 @@ func TestFileHoldsLittleHeap(t *testing.T) {
 	slices.SortFunc(want, func(a, b rules.Override) int { return strings.Compare(a.ID, b.ID) })
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("List after opening differs from what was written: first %+v, want %+v", got[0], want[0])
+	}
+}
+
+// A write replaces the records and the old ones are unmapped once
+// collected: reads running meanwhile must neither crash nor return
+// another override.
+func TestFileReadsWhileWriting(t *testing.T) {
+	ctx := t.Context()
+	s, err := store.OpenFile(filepath.Join(t.TempDir(), "overrides.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ovs := policytest.Overrides(200, []string{"hub", "k8s"})
+	for _, o := range ovs {
+		if _, err := s.Put(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	for w := range 2 {
+		go func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				want := ovs[i%len(ovs)]
+				got, err := s.Get(ctx, want.ID)
+				if err != nil || !reflect.DeepEqual(got, want) {
+					errs <- fmt.Errorf("Get(%q) = %+v, %v; want %+v", want.ID, got, err, want)
+					return
+				}
+				if i%50 == 0 {
+					all, _, err := s.List(ctx)
+					if err != nil || len(all) < len(ovs) {
+						errs <- fmt.Errorf("List: %d overrides, %v; want at least %d", len(all), err, len(ovs))
+						return
+					}
+				}
+			}
+		}()
+	}
+	extra := rules.Override{ID: "zz-extra", Match: rules.Match{Country: "SE"}, Registries: []string{"hub"}}
+	for i := range 60 {
+		if i%2 == 0 {
+			_, err = s.Put(ctx, extra)
+		} else {
+			_, err = s.Delete(ctx, extra.ID)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

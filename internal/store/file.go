@@ -97,7 +97,7 @@ func OpenFile(path string, logger *slog.Logger) (*File, error) {
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		f.recs, _ = newRecords(0, func(func(string, []byte)) {})
+		f.recs = new(records) // none
 		f.recs.encode(&f.buf, 0)
 		if err := f.write(); err != nil {
 			_ = unlock()

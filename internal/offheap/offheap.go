@@ -43,6 +43,9 @@ import (
 // huge pages: a table read at random then misses the TLB far less often.
 const hugePage = 2 << 20
 
+// smallest is the size below which arrays stay on the Go heap.
+const smallest = 4 << 10
+
 var mapped atomic.Int64
 
 // Bytes is how much memory this package has mapped and not yet freed, for
@@ -65,8 +68,10 @@ func Make[T any, O any](owner *O, n int) []T {
 		panic(fmt.Sprintf("offheap: %v holds pointers", t))
 	}
 	size := int(t.Size()) * n
-	if size == 0 {
-		return make([]T, n) // zero-sized elements take no memory anywhere
+	if size < smallest {
+		// A mapping would take a whole page; on the heap an array this
+		// small is one object the collector need not look into.
+		return make([]T, n)
 	}
 	m := mapMemory(size)
 	mapped.Add(int64(len(m.region)))

@@ -41,6 +41,10 @@ func TestMakeIsZeroedAndWritable(t *testing.T) {
 	if s := Make[uint64](o, 0); s != nil {
 		t.Fatalf("Make(0) = %v, want nil", s)
 	}
+	before := Bytes()
+	if small := Make[uint32](o, 100); len(small) != 100 || Bytes() > before {
+		t.Fatalf("Make of 400 bytes: len %d, mapped %d bytes; want 100 from the heap", len(small), Bytes()-before)
+	}
 	runtime.KeepAlive(o)
 }
 

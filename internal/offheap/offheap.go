@@ -54,8 +54,9 @@ var mapped atomic.Int64
 func Bytes() int64 { return mapped.Load() }
 
 // Make returns a zeroed slice of n Ts outside the Go heap, freed once
-// owner is unreachable. n of 0 returns nil. See the package comment for
-// the rules.
+// owner is unreachable; under 4 KiB it comes from the heap. n of 0
+// returns nil. See the package comment for the rules, which hold either
+// way.
 func Make[T any, O any](owner *O, n int) []T {
 	if n < 0 {
 		panic(fmt.Sprintf("offheap: negative length %d", n))

@@ -80,36 +80,15 @@ func TestDecideWhileOverridesChange(t *testing.T) {
 			probes = append(probes, probe{a, d.Reason, d.Registry})
 		}
 	}
-	stop := make(chan struct{})
-	errs := make(chan error, 2)
-	for w := range 2 {
-		go func() {
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					errs <- nil
-					return
-				default:
-				}
-				p := probes[i%len(probes)]
-				d, err := e.Decide(p.addr, "/v2/pause/manifests/3.9", "")
-				if err != nil || d.Reason != p.reason || d.Registry != p.registry {
-					errs <- fmt.Errorf("Decide(%s) = %q via %q, %v; want %q via %q", p.addr, d.Registry, d.Reason, err, p.registry, p.reason)
-					return
-				}
-			}
-		}()
-	}
-	for i := 0; i < 40; i++ {
-		if err := e.SetOverrides(sets[i%2]); err != nil {
-			t.Fatal(err)
+	err = policytest.ReadWhileWriting(40, func(i int) error {
+		p := probes[i%len(probes)]
+		d, err := e.Decide(p.addr, "/v2/pause/manifests/3.9", "")
+		if err != nil || d.Reason != p.reason || d.Registry != p.registry {
+			return fmt.Errorf("Decide(%s) = %q via %q, %v; want %q via %q", p.addr, d.Registry, d.Reason, err, p.registry, p.reason)
 		}
-		runtime.GC()
-	}
-	close(stop)
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
+		return nil
+	}, func(i int) error { return e.SetOverrides(sets[i%2]) })
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -76,49 +75,28 @@ func TestFileReadsWhileWriting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stop := make(chan struct{})
-	errs := make(chan error, 2)
-	for w := range 2 {
-		go func() {
-			for i := w; ; i++ {
-				select {
-				case <-stop:
-					errs <- nil
-					return
-				default:
-				}
-				want := ovs[i%len(ovs)]
-				got, err := s.Get(ctx, want.ID)
-				if err != nil || !reflect.DeepEqual(got, want) {
-					errs <- fmt.Errorf("Get(%q) = %+v, %v; want %+v", want.ID, got, err, want)
-					return
-				}
-				if i%50 == 0 {
-					all, _, err := s.List(ctx)
-					if err != nil || len(all) < len(ovs) {
-						errs <- fmt.Errorf("List: %d overrides, %v; want at least %d", len(all), err, len(ovs))
-						return
-					}
-				}
-			}
-		}()
-	}
 	extra := rules.Override{ID: "zz-extra", Match: rules.Match{Country: "SE"}, Registries: []string{"hub"}}
-	for i := range 60 {
+	err = policytest.ReadWhileWriting(60, func(i int) error {
+		want := ovs[i%len(ovs)]
+		got, err := s.Get(ctx, want.ID)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("Get(%q) = %+v, %v; want %+v", want.ID, got, err, want)
+		}
+		if i%50 == 0 {
+			if all, _, err := s.List(ctx); err != nil || len(all) < len(ovs) {
+				return fmt.Errorf("List: %d overrides, %v; want at least %d", len(all), err, len(ovs))
+			}
+		}
+		return nil
+	}, func(i int) (err error) {
 		if i%2 == 0 {
 			_, err = s.Put(ctx, extra)
 		} else {
 			_, err = s.Delete(ctx, extra.ID)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		runtime.GC()
-	}
-	close(stop)
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

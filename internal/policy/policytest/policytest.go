@@ -3,6 +3,7 @@
 package policytest
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -64,4 +65,38 @@ func Retained(build func() any) (objects, bytes uint64) {
 	runtime.KeepAlive(v)
 	return after.HeapObjects - min(before.HeapObjects, after.HeapObjects),
 		after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
+}
+
+// ReadWhileWriting runs read(i), for i = 0, 1, 2, … on each of two
+// goroutines, while write(i) runs n times on this one with a collection
+// after each, so that what a write replaced is freed while reads are
+// running. It returns the first error of either.
+func ReadWhileWriting(n int, read func(i int) error, write func(i int) error) error {
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	for w := range 2 {
+		go func() {
+			for i := w; ; i += 2 {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if err := read(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var err error
+	for i := range n {
+		if err = write(i); err != nil {
+			break
+		}
+		runtime.GC()
+	}
+	close(stop)
+	return errors.Join(err, <-errs, <-errs)
 }

@@ -1,6 +1,7 @@
-// Package iprange answers "which value holds for this IPv4 address" from a
+// Package iprange answers "which value holds for this address" from a
 // flat table of address ranges, for prefix sets that are built once and read
 // on every request: GeoIP networks, cloud ranges, CIDR rules and overrides.
+// Table holds IPv4 ranges, Table6 IPv6 ones.
 //
 // A prefix trie reads a node on each of several levels, each a likely cache
 // miss on a server whose caches the network stack keeps evicting. Here the
@@ -13,15 +14,9 @@
 package iprange
 
 import (
-	"cmp"
-	"fmt"
 	"math"
-	"math/bits"
 	"net/netip"
 	"runtime"
-	"slices"
-
-	"github.com/reghost/reghost/internal/offheap"
 )
 
 // None is the value of addresses no prefix covers. It cannot be added.
@@ -102,104 +97,4 @@ func (t *Table) Len() int {
 func Uint32(a netip.Addr) uint32 {
 	b := a.As4()
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-// Builder collects prefixes for a Table. Prefixes may come in any order
-// and nest; the most specific prefix holding an address gives its value,
-// and of equal prefixes the one added last.
-type Builder struct {
-	ps []prefix
-}
-
-type prefix struct {
-	start uint32
-	bits  uint8
-	seq   uint32 // order added, for equal prefixes
-	v     uint32
-}
-
-// Add adds an IPv4 prefix (host bits are ignored) with its value.
-func (b *Builder) Add(p netip.Prefix, v uint32) error {
-	if !p.IsValid() || !p.Addr().Is4() {
-		return fmt.Errorf("%s is not an IPv4 network", p)
-	}
-	if v == None {
-		return fmt.Errorf("value %d for %s is out of range", v, p)
-	}
-	b.ps = append(b.ps, prefix{start: Uint32(p.Masked().Addr()), bits: uint8(p.Bits()), seq: uint32(len(b.ps)), v: v})
-	return nil
-}
-
-// Build returns the table of what was added. The Builder may be reused.
-func (b *Builder) Build() *Table {
-	// Enclosing prefixes sort before what they enclose: by start, then
-	// shortest first, then in the order added.
-	slices.SortFunc(b.ps, func(x, y prefix) int {
-		return cmp.Or(cmp.Compare(x.start, y.start), cmp.Compare(x.bits, y.bits), cmp.Compare(x.seq, y.seq))
-	})
-	w := writer{ents: make([]uint64, 0, 2*len(b.ps)+1)}
-	w.set(0, None)
-	// open holds the prefixes enclosing the current address, innermost
-	// last. A prefix's value holds from its start; where it ends, the
-	// value of the prefix around it holds again.
-	type span struct {
-		end uint64 // first address after the prefix
-		v   uint32
-	}
-	var open []span
-	closeUntil := func(at uint64) {
-		for len(open) > 0 && open[len(open)-1].end <= at {
-			end := open[len(open)-1].end
-			open = open[:len(open)-1]
-			v := uint32(None)
-			if len(open) > 0 {
-				v = open[len(open)-1].v
-			}
-			if end < 1<<32 {
-				w.set(uint32(end), v)
-			}
-		}
-	}
-	for _, p := range b.ps {
-		closeUntil(uint64(p.start))
-		open = append(open, span{end: uint64(p.start) + 1<<(32-p.bits), v: p.v})
-		w.set(p.start, p.v)
-	}
-	closeUntil(1 << 32)
-
-	t := new(Table)
-	t.ents = offheap.Copy(t, w.ents)
-	// About four ranges a block, at most 2^16 blocks: 256 KiB of index
-	// for the largest tables, a few bytes for a handful of CIDR rules.
-	idxBits := min(bits.Len(uint(len(t.ents)/4)), 16)
-	t.shift = uint8(32 - idxBits)
-	blocks := 1 << idxBits
-	t.idx = offheap.Make[uint32](t, blocks+1)
-	i := 0
-	for h := range blocks {
-		for i+1 < len(t.ents) && uint64(t.ents[i+1]>>32) <= uint64(h)<<t.shift {
-			i++
-		}
-		t.idx[h] = uint32(i)
-	}
-	t.idx[blocks] = uint32(len(t.ents) - 1)
-	return t
-}
-
-// writer appends ranges, each at or after the previous one's start.
-type writer struct{ ents []uint64 }
-
-// set makes v the value from start on.
-func (w *writer) set(start, v uint32) {
-	n := len(w.ents)
-	if n > 0 && uint32(w.ents[n-1]>>32) == start {
-		// A prefix starting where another starts or ends replaces the
-		// range that would have begun there.
-		w.ents = w.ents[:n-1]
-		n--
-	}
-	if n > 0 && uint32(w.ents[n-1]) == v {
-		return // joined with the range before
-	}
-	w.ents = append(w.ents, uint64(start)<<32|uint64(v))
 }

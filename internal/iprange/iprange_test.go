@@ -1,6 +1,7 @@
 package iprange
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -283,4 +284,168 @@ func TestTableLivesOffTheHeap(t *testing.T) {
 	if v, ok := tab.Lookup(uint32(10)<<24 | 5); !ok || v != 10<<12 {
 		t.Errorf("lookup after collections = %d, %v", v, ok)
 	}
+}
+
+// TestTable6MatchesPrefixTable is TestMatchesPrefixTable for IPv6:
+// random nested prefixes of every length, from ::/0 to /128s, some at
+// the ends of the space, against bart.
+func TestTable6MatchesPrefixTable(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 300 {
+		var b Builder6
+		trie := new(bart.Table[uint32])
+		var probes []netip.Addr
+		n := 1 + rng.IntN([]int{4, 50, 2000}[round%3])
+		values := 1 + rng.IntN(5)
+		for range n {
+			bits := rng.IntN(129)
+			var a u128
+			switch rng.IntN(6) {
+			case 0:
+			case 1:
+				a = u128{^uint64(0), ^uint64(0)}
+			default:
+				// Cluster the rest so that prefixes nest, in both halves.
+				a = u128{uint64(rng.IntN(4))<<62 | rng.Uint64()>>uint(2+rng.IntN(62)), rng.Uint64() >> uint(rng.IntN(64))}
+			}
+			p := netip.PrefixFrom(from128(a), bits).Masked()
+			v := uint32(rng.IntN(values))
+			if err := b.Add(p, v); err != nil {
+				t.Fatal(err)
+			}
+			trie.Insert(p, v)
+			first := addr128(p.Addr())
+			last := first.last(128 - bits)
+			probes = append(probes, p.Addr(), p.Addr().Prev(), from128(last), from128(last).Next())
+		}
+		for range 200 {
+			probes = append(probes, from128(u128{rng.Uint64(), rng.Uint64()}))
+		}
+		tab := b.Build()
+		for _, a := range probes {
+			if !a.IsValid() {
+				continue // before :: or after the last address
+			}
+			want, wantOK := trie.Lookup(a)
+			got, ok := tab.Lookup(a)
+			if ok != wantOK || ok && got != want {
+				t.Fatalf("round %d (%d prefixes): lookup(%s) = %d, %v; prefix table says %d, %v", round, n, a, got, ok, want, wantOK)
+			}
+		}
+		for i := 1; i < len(tab.ents); i++ {
+			x, y := tab.ents[i-1], tab.ents[i]
+			if (u128{y.hi, y.lo}).compare(u128{x.hi, x.lo}) <= 0 || x.v == y.v {
+				t.Fatalf("round %d: ranges %d and %d out of order or not joined", round, i-1, i)
+			}
+		}
+	}
+}
+
+func from128(a u128) netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], a.hi)
+	binary.BigEndian.PutUint64(b[8:], a.lo)
+	return netip.AddrFrom16(b)
+}
+
+func TestTable6(t *testing.T) {
+	var b Builder6
+	for _, c := range []struct {
+		p string
+		v uint32
+	}{{"2001:db8::/32", 1}, {"2001:db8:1::/48", 2}, {"2001:db8:1::1/128", 3}, {"::ffff:0:0/96", 4}} {
+		if err := b.Add(netip.MustParsePrefix(c.p), c.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Add(netip.MustParsePrefix("10.0.0.0/8"), 1); err == nil {
+		t.Errorf("Builder6 took an IPv4 prefix")
+	}
+	if err := b.Add(netip.MustParsePrefix("2001::/16"), None); err == nil {
+		t.Errorf("Builder6 took the value None")
+	}
+	tab := b.Build()
+	for _, c := range []struct {
+		addr string
+		v    uint32
+		ok   bool
+	}{
+		{"2001:db8::", 1, true}, {"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 1, true},
+		{"2001:db8:1::", 2, true}, {"2001:db8:1::1", 3, true}, {"2001:db8:1::2", 2, true},
+		{"2001:db9::", None, false}, {"::", None, false}, {"ffff::", None, false},
+		{"::ffff:10.0.0.1", 4, true}, {"10.0.0.1", None, false},
+	} {
+		if v, ok := tab.Lookup(netip.MustParseAddr(c.addr)); v != c.v || ok != c.ok {
+			t.Errorf("Lookup(%s) = %d, %v; want %d, %v", c.addr, v, ok, c.v, c.ok)
+		}
+	}
+	var zero *Table6
+	if _, ok := zero.Lookup(netip.MustParseAddr("2001:db8::")); ok || zero.Len() != 0 {
+		t.Errorf("a nil Table6 found something")
+	}
+	if _, ok := (&Table6{}).Lookup(netip.MustParseAddr("2001:db8::")); ok {
+		t.Errorf("the zero Table6 found something")
+	}
+}
+
+// A Table6 is off the Go heap: a few objects however many prefixes.
+func TestTable6LivesOffTheHeap(t *testing.T) {
+	var b Builder6
+	for i := range 100_000 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, byte(i >> 16), byte(i >> 8), byte(i)})
+		_ = b.Add(netip.PrefixFrom(a, 48), uint32(i))
+	}
+	var tab *Table6
+	objects, bytes := retained(func() { tab = b.Build() })
+	if objects > 4 || bytes > 64<<10 {
+		t.Errorf("a table of %d ranges holds %d heap objects, %d bytes", tab.Len(), objects, bytes)
+	}
+	if v, ok := tab.Lookup(netip.MustParseAddr("2001:5::1")); !ok || v != 5<<8 {
+		t.Errorf("lookup after collections = %d, %v", v, ok)
+	}
+}
+
+// retained returns the heap objects and bytes that build leaves live.
+func retained(build func()) (objects, bytes int64) {
+	stats := func() (uint64, uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapObjects, ms.HeapAlloc
+	}
+	o0, b0 := stats()
+	build()
+	o1, b1 := stats()
+	return int64(o1 - o0), int64(b1 - b0)
+}
+
+// BenchmarkLookup6 looks up random addresses in a table of 200,000
+// random /32 to /48 prefixes under 2000::/3, as GeoIP's IPv6 networks
+// are; bart is the baseline.
+func BenchmarkLookup6(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var bl Builder6
+	trie := new(bart.Table[uint32])
+	for i := range 200_000 {
+		a := from128(u128{0x2000<<48 | rng.Uint64()>>3, 0})
+		p := netip.PrefixFrom(a, 32+rng.IntN(17)).Masked()
+		_ = bl.Add(p, uint32(i))
+		trie.Insert(p, uint32(i))
+	}
+	tab := bl.Build()
+	addrs := make([]netip.Addr, 1<<16)
+	for i := range addrs {
+		addrs[i] = from128(u128{0x2000<<48 | rng.Uint64()>>3, rng.Uint64()})
+	}
+	b.Run("Table6", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			tab.Lookup(addrs[i&(len(addrs)-1)])
+		}
+	})
+	b.Run("bart", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			trie.Lookup(addrs[i&(len(addrs)-1)])
+		}
+	})
 }

@@ -55,23 +55,83 @@ func (b *Builder6) Build() *Table6 {
 	rs := b.b.ranges(u128{math.MaxUint64, math.MaxUint64})
 	t := new(Table6)
 	t.ents = offheap.Make[range6](t, len(rs))
+	los := []uint64{0}
 	for i, r := range rs {
-		t.ents[i] = range6{hi: r.start.hi, lo: r.start.lo, v: r.v}
+		t.ents[i] = range6{hi: r.start.hi, v: r.v}
+		if r.start.lo != 0 {
+			t.ents[i].lo = uint32(len(los))
+			los = append(los, r.start.lo)
+		}
 	}
-	// The index covers the part of the space where the ranges after the
-	// first (at ::) start, the bits they all share skipped: IPv6
-	// networks are mostly in 2000::/4, where the top 16 bits alone would
-	// leave most blocks empty and a few long.
-	idxBits := indexBits(len(rs))
-	if n := len(rs); n > 1 {
-		t.skip = uint8(min(bits.LeadingZeros64(rs[1].start.hi^rs[n-1].start.hi), 64-idxBits))
-		t.base = rs[1].start.hi >> (64 - t.skip)
-	}
-	t.shift = uint8(64 - idxBits)
-	t.idx = index(t, rs, idxBits, func(block uint64) u128 {
-		return u128{t.base<<(64-t.skip) | block<<(t.shift-t.skip), 0}
-	})
+	t.los = offheap.Copy(t, los)
+	ix := index6{rs: rs}
+	ix.node(0, len(rs)-1)
+	t.nodes = offheap.Copy(t, ix.nodes)
+	t.blocks = offheap.Copy(t, ix.blocks)
 	return t
+}
+
+// crowded is how many ranges a block of a Table6's index may hold before
+// it gets a node of its own.
+const crowded = 16
+
+// index6 builds a Table6's nested index.
+type index6 struct {
+	rs     []rng
+	nodes  []node6
+	blocks []block6
+}
+
+// node adds the node of rs[first:last+1], and under it a node for each
+// block that is crowded, and returns its index.
+func (ix *index6) node(first, last int) uint32 {
+	rs := ix.rs
+	n := node6{first: uint32(first), last: uint32(last), at: uint32(len(ix.blocks))}
+	// The bits that the starts of all ranges but the first share (rs
+	// is in order, so those of the second and the last), and as many
+	// after them as size the index to about four ranges a block.
+	skip := 64
+	if last > first {
+		skip = bits.LeadingZeros64(rs[first+1].start.hi ^ rs[last].start.hi)
+	}
+	idxBits := min(indexBits(last-first+1), 64-skip)
+	n.skip, n.shift = uint8(skip), uint8(64-idxBits)
+	if last > first {
+		n.base = rs[first+1].start.hi >> (64 - skip)
+	}
+	// blockAt is the first address of block h.
+	blockAt := func(h int) u128 {
+		return u128{n.base<<(64-skip) | uint64(h)<<(64-skip-idxBits), 0}
+	}
+	id := uint32(len(ix.nodes))
+	ix.nodes = append(ix.nodes, n)
+	blocks := 1 << idxBits
+	i := first
+	for h := range blocks {
+		at := blockAt(h)
+		for i < last && rs[i+1].start.compare(at) <= 0 {
+			i++
+		}
+		ix.blocks = append(ix.blocks, block6{first: uint32(i)})
+	}
+	ix.blocks = append(ix.blocks, block6{first: uint32(last)})
+	if idxBits == 0 {
+		return id // the ranges' starts differ only in their low 64 bits
+	}
+	for h := range blocks {
+		b := int(n.at) + h
+		lo, hi := int(ix.blocks[b].first), int(ix.blocks[b+1].first)
+		if h+1 < blocks && rs[hi].start == blockAt(h+1) {
+			hi-- // it starts the next block
+		}
+		if hi-lo+1 > crowded {
+			// Each block holds fewer ranges than the node, since the
+			// node's first index bit is the first its ranges differ in.
+			c := ix.node(lo, hi)
+			ix.blocks[b].node = c
+		}
+	}
+	return id
 }
 
 // indexBits sizes a table's index: about four ranges a block, at most

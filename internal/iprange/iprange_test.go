@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/reghost/reghost/internal/policy/policytest"
 )
 
 func TestTable(t *testing.T) {
@@ -335,7 +337,7 @@ func TestTable6MatchesPrefixTable(t *testing.T) {
 		}
 		for i := 1; i < len(tab.ents); i++ {
 			x, y := tab.ents[i-1], tab.ents[i]
-			if (u128{y.hi, y.lo}).compare(u128{x.hi, x.lo}) <= 0 || x.v == y.v {
+			if (u128{y.hi, tab.los[y.lo]}).compare(u128{x.hi, tab.los[x.lo]}) <= 0 || x.v == y.v {
 				t.Fatalf("round %d: ranges %d and %d out of order or not joined", round, i-1, i)
 			}
 		}
@@ -397,27 +399,13 @@ func TestTable6LivesOffTheHeap(t *testing.T) {
 		_ = b.Add(netip.PrefixFrom(a, 48), uint32(i))
 	}
 	var tab *Table6
-	objects, bytes := retained(func() { tab = b.Build() })
-	if objects > 4 || bytes > 64<<10 {
+	objects, bytes := policytest.Retained(func() any { tab = b.Build(); return tab })
+	if objects > 8 || bytes > 64<<10 {
 		t.Errorf("a table of %d ranges holds %d heap objects, %d bytes", tab.Len(), objects, bytes)
 	}
 	if v, ok := tab.Lookup(netip.MustParseAddr("2001:5::1")); !ok || v != 5<<8 {
 		t.Errorf("lookup after collections = %d, %v", v, ok)
 	}
-}
-
-// retained returns the heap objects and bytes that build leaves live.
-func retained(build func()) (objects, bytes int64) {
-	stats := func() (uint64, uint64) {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapObjects, ms.HeapAlloc
-	}
-	o0, b0 := stats()
-	build()
-	o1, b1 := stats()
-	return int64(o1 - o0), int64(b1 - b0)
 }
 
 // BenchmarkLookup6 looks up random addresses in a table of 200,000
@@ -448,4 +436,62 @@ func BenchmarkLookup6(b *testing.B) {
 			trie.Lookup(addrs[i&(len(addrs)-1)])
 		}
 	})
+}
+
+// Networks crowded into a few prefixes, as IPv6 networks are, get nested
+// index nodes, and lookups through them answer as bart does.
+func TestTable6NestedIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var b Builder6
+	trie := new(bart.Table[uint32])
+	var probes []netip.Addr
+	add := func(p netip.Prefix, v uint32) {
+		if err := b.Add(p, v); err != nil {
+			t.Fatal(err)
+		}
+		trie.Insert(p, v)
+		probes = append(probes, p.Addr(), p.Addr().Prev(), from128(addr128(p.Addr()).last(128-p.Bits())).Next())
+	}
+	// A few /32s, each with thousands of /48s and /64s, some with /128s
+	// that share their high 64 bits, and a few networks elsewhere.
+	for c := range 4 {
+		base := u128{0x2001_0db8_0000_0000 + uint64(c)<<32, 0}
+		add(netip.PrefixFrom(from128(base), 32), uint32(c))
+		for i := range 3000 {
+			bits := 48 + 16*rng.IntN(2)
+			a := u128{base.hi | rng.Uint64()>>32, 0}
+			add(netip.PrefixFrom(from128(a), bits).Masked(), uint32(10+i%7))
+			if i%100 == 0 {
+				add(netip.PrefixFrom(from128(u128{a.hi, rng.Uint64()}), 128), 99)
+			}
+		}
+	}
+	add(netip.MustParsePrefix("2c0f::/16"), 5)
+	add(netip.MustParsePrefix("::/0"), 6)
+	tab := b.Build()
+	if len(tab.nodes) < 3 {
+		t.Errorf("%d ranges crowded into 4 /32s have %d index nodes, want nested ones", tab.Len(), len(tab.nodes))
+	}
+	for range 20_000 {
+		probes = append(probes, from128(u128{0x2001_0db8_0000_0000 + rng.Uint64()>>30, rng.Uint64()}))
+	}
+	for _, a := range probes {
+		if !a.IsValid() {
+			continue
+		}
+		want, wantOK := trie.Lookup(a)
+		if got, ok := tab.Lookup(a); got != want || ok != wantOK {
+			t.Fatalf("Lookup(%s) = %d, %v; bart says %d, %v", a, got, ok, want, wantOK)
+		}
+	}
+	// No block a lookup ends in holds more than crowded ranges, unless
+	// their starts differ only in the low 64 bits.
+	for ni, n := range tab.nodes {
+		for h := n.at; h < n.at+1<<(64-n.shift); h++ {
+			blk := tab.blocks[h]
+			if blk.node == 0 && tab.blocks[h+1].first-blk.first+1 > crowded+1 && n.shift != 64 {
+				t.Errorf("node %d, block %d: %d ranges and no node", ni, h-n.at, tab.blocks[h+1].first-blk.first+1)
+			}
+		}
+	}
 }

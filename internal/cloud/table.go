@@ -4,8 +4,6 @@ import (
 	"maps"
 	"net/netip"
 
-	"github.com/gaissmai/bart"
-
 	"github.com/reghost/reghost/internal/iprange"
 )
 
@@ -14,12 +12,11 @@ import (
 // goroutines may use it, and a new one replaces it by swapping a pointer.
 // A nil *Table holds nothing.
 type Table struct {
-	// v4 and lpm map each IPv4 and IPv6 prefix, respectively, to its index
-	// in ranges; IPv4 addresses, most of the traffic, are answered from a
-	// flat range table. A small value keeps both small; the Range is read
-	// only on a hit.
+	// v4 and v6 map each IPv4 and IPv6 prefix, respectively, to its
+	// index in ranges, in flat range tables off the Go heap. A small value
+	// keeps both small; the Range is read only on a hit.
 	v4     *iprange.Table
-	lpm    bart.Table[uint32]
+	v6     *iprange.Table6
 	ranges []Range
 	counts map[string]int
 }
@@ -36,6 +33,7 @@ func NewTable(sets ...[]Range) *Table {
 	t := &Table{ranges: make([]Range, 0, n), counts: make(map[string]int)}
 	seen := make(map[netip.Prefix]bool, n)
 	var v4 iprange.Builder
+	var v6 iprange.Builder6
 	for _, s := range sets {
 		for _, r := range s {
 			r.Prefix = normalizePrefix(r.Prefix)
@@ -44,16 +42,17 @@ func NewTable(sets ...[]Range) *Table {
 			}
 			seen[r.Prefix] = true
 			i := uint32(len(t.ranges))
+			// Neither can fail: a prefix of its family, an index below None.
 			if r.Prefix.Addr().Is4() {
-				_ = v4.Add(r.Prefix, i) // cannot fail: an IPv4 prefix, an index below None
+				_ = v4.Add(r.Prefix, i)
 			} else {
-				t.lpm.Insert(r.Prefix, i)
+				_ = v6.Add(r.Prefix, i)
 			}
 			t.ranges = append(t.ranges, r)
 			t.counts[r.Provider]++
 		}
 	}
-	t.v4 = v4.Build()
+	t.v4, t.v6 = v4.Build(), v6.Build()
 	return t
 }
 
@@ -64,7 +63,7 @@ func (t *Table) index(addr netip.Addr) (uint32, bool) {
 	if addr.Is4() {
 		return t.v4.Lookup(iprange.Uint32(addr))
 	}
-	return t.lpm.Lookup(addr)
+	return t.v6.Lookup(addr)
 }
 
 // Lookup returns the range with the longest prefix that holds addr: the

@@ -6,10 +6,9 @@
 // Each database is opened (memory-mapped) with maxminddb-golang, verified,
 // and walked once: every distinct data record is decoded into the few facts
 // reghost needs, and every network goes into a table whose value is those
-// facts, neighbours with the same facts joined: IPv4 networks into a flat,
-// pointer-free table of address ranges (internal/iprange), IPv6 networks into a
-// longest-prefix-match table (github.com/gaissmai/bart). A lookup is then one
-// table lookup, for IPv4 about five times faster than walking the MaxMind
+// facts, neighbours with the same facts joined, in flat, pointer-free
+// tables of address ranges off the Go heap (internal/iprange), one for
+// IPv4 and one for IPv6. A lookup is then one table lookup, for IPv4 about five times faster than walking the MaxMind
 // search tree, and without allocating; the file is unmapped as soon as it is
 // indexed. A file that cannot be read, or that provides nothing for its
 // role, is refused before it serves.

@@ -85,7 +85,7 @@ func TestMergerMatchesPlainTable(t *testing.T) {
 		split(netip.MustParsePrefix("2001:db8::/48"), 60)
 
 		merged, plain := new(bart.Table[uint32]), new(bart.Table[uint32])
-		m := merger{table: merged}
+		m := merger{out: insertInto(merged)}
 		for _, e := range nets {
 			if err := m.push(e.p, e.v); err != nil {
 				t.Fatal(err)
@@ -107,12 +107,20 @@ func TestMergerMatchesPlainTable(t *testing.T) {
 		}
 	}
 	// Out of order is an error, not a wrong table.
-	m := merger{table: new(bart.Table[uint32])}
+	m := merger{out: insertInto(new(bart.Table[uint32]))}
 	if err := m.push(netip.MustParsePrefix("10.0.1.0/24"), 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.push(netip.MustParsePrefix("10.0.0.0/24"), 1); err == nil || !strings.Contains(err.Error(), "out of order") {
 		t.Errorf("push out of order = %v, want an error", err)
+	}
+}
+
+// insertInto is a merger's out that inserts into a prefix table.
+func insertInto(t *bart.Table[uint32]) func(netip.Prefix, uint32) error {
+	return func(p netip.Prefix, v uint32) error {
+		t.Insert(p, v)
+		return nil
 	}
 }
 
@@ -128,7 +136,7 @@ func lastOf(p netip.Prefix) netip.Addr {
 func TestMergerJoinsSiblings(t *testing.T) {
 	t.Parallel()
 	tbl := new(bart.Table[uint32])
-	m := merger{table: tbl}
+	m := merger{out: insertInto(tbl)}
 	for _, e := range []struct {
 		p string
 		v uint32

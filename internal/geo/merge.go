@@ -3,12 +3,10 @@ package geo
 import (
 	"fmt"
 	"net/netip"
-
-	"github.com/gaissmai/bart"
 )
 
-// merger inserts networks, which must arrive in address order without
-// overlapping (as maxminddb's Networks yields them), into a prefix table,
+// merger passes on networks, which must arrive in address order without
+// overlapping (as maxminddb's Networks yields them), to the range tables,
 // joining two sibling networks with the same value into their parent first.
 // A City database has millions of networks that differ only in the city, so
 // used as a country database it shrinks by an order of magnitude.
@@ -18,10 +16,9 @@ import (
 // so once a later network falls outside that sibling (or has another
 // value), it and everything before it are final.
 //
-// If v4 is set, final IPv4 networks go to it rather than to the table.
+// Final networks go to out.
 type merger struct {
-	table    *bart.Table[uint32]
-	v4       *range4Builder
+	out      func(netip.Prefix, uint32) error
 	pending  []entry
 	last     netip.Prefix
 	inserted int
@@ -54,15 +51,11 @@ func (m *merger) push(p netip.Prefix, v uint32) error {
 	return nil
 }
 
-// flush inserts every held-back network.
+// flush passes on every held-back network.
 func (m *merger) flush() error {
 	for _, e := range m.pending {
-		if m.v4 != nil && e.p.Addr().Is4() {
-			if err := m.v4.add(e.p, e.v); err != nil {
-				return err
-			}
-		} else {
-			m.table.Insert(e.p, e.v)
+		if err := m.out(e.p, e.v); err != nil {
+			return err
 		}
 		m.inserted++
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gaissmai/bart"
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/reghost/reghost/internal/iprange"
@@ -83,14 +82,14 @@ type asnIndexer struct {
 // rewriting the file in place could pull away, and nothing has to count
 // readers.
 type handle struct {
-	// v4 and table map each network, IPv4 and IPv6 respectively, to a
+	// v4 and v6 map each network, IPv4 and IPv6 respectively, to a
 	// value: an index into asn (kindASN), or a packed country index |
 	// continent index<<16 (kindCountry). Networks without data for the role
 	// answer nothing.
-	v4    *iprange.Table
-	table *bart.Table[uint32]
-	asn   []asnFacts
-	orgs  string // the organisations' names, see asnFacts
+	v4   *iprange.Table
+	v6   *iprange.Table6
+	asn  []asnFacts
+	orgs string // the organisations' names, see asnFacts
 
 	// The IPv6 networks that MaxMind-format writers alias to the IPv4 tree:
 	// 6to4 (2002::/16, IPv4 in bits 16-47) and Teredo (2001::/32, IPv4 in
@@ -118,7 +117,7 @@ func (h *handle) value(addr netip.Addr) (uint32, bool) {
 	if addr.Is4() {
 		return h.v4.LookupAddr(addr)
 	}
-	return h.table.Lookup(addr)
+	return h.v6.Lookup(addr)
 }
 
 // openHandle opens, verifies and indexes one database file for a role. It
@@ -194,7 +193,7 @@ func build(r *maxminddb.Reader, k kind) (h *handle, err error) {
 // networks against maxminddb's own lookup.
 func index(r *maxminddb.Reader, k kind) (*handle, error) {
 	md := r.Metadata
-	h := &handle{table: new(bart.Table[uint32])}
+	h := new(handle)
 	h.info.DatabaseType = md.DatabaseType
 	h.info.BuildTime = md.BuildTime().UTC()
 
@@ -213,9 +212,18 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		noValue                     = map[uintptr]bool{}
 		asns                        = asnIndexer{index: map[asnKey]uint32{}}
 		v4                          range4Builder
-		m                           = merger{table: h.table, v4: &v4}
-		fill4                       uint32 // the value of an IPv6 network over all of IPv4
-		hasFill4                    bool
+		v6                          iprange.Builder6
+		m                           = merger{out: func(p netip.Prefix, v uint32) error {
+			if p.Addr().Is4() {
+				return v4.add(p, v)
+			}
+			if err := v6.Add(p, v); err != nil {
+				return fmt.Errorf("walking the search tree: %w", err)
+			}
+			return nil
+		}}
+		fill4    uint32 // the value of an IPv6 network over all of IPv4
+		hasFill4 bool
 	)
 	for res := range r.Networks() {
 		if err := res.Err(); err != nil {
@@ -276,6 +284,7 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		return nil, err
 	}
 	h.v4 = v4t
+	h.v6 = v6.Build()
 	h.orgs = asns.orgs.String()
 	if useful == 0 {
 		hint := ""

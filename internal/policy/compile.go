@@ -53,10 +53,10 @@ type layer struct {
 	text    string
 	targets []int32
 
-	// cidr4 maps IPv4 addresses to the chain of the longest prefix holding
-	// them, from a flat range table; cidr6 maps IPv6 prefixes to theirs.
+	// cidr4 and cidr6 map IPv4 and IPv6 addresses to the chain of the
+	// longest prefix holding them, from flat range tables.
 	cidr4       *iprange.Table
-	cidr6       *bart.Table[ref]
+	cidr6       *iprange.Table6
 	asn         map[uint32]ref
 	cloudRegion map[cloudKey]ref
 	cloud       map[string]ref
@@ -125,7 +125,6 @@ func compileLayer(rs *ruleset, items []item) *layer {
 	cidr := new(bart.Table[ref])
 	l := &layer{
 		entries:     make([]entry, 1, len(items)+1),
-		cidr6:       new(bart.Table[ref]),
 		asn:         map[uint32]ref{},
 		cloudRegion: map[cloudKey]ref{},
 		cloud:       map[string]ref{},
@@ -179,6 +178,7 @@ func compileLayer(rs *ruleset, items []item) *layer {
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
 	var v4 iprange.Builder
+	var v6 iprange.Builder6
 	for pfx, head := range cidr.All() {
 		if pfx.Bits() > 0 {
 			parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
@@ -186,13 +186,14 @@ func compileLayer(rs *ruleset, items []item) *layer {
 				l.entries[c.tails[head]].next = up
 			}
 		}
+		// Neither can fail: a prefix of its family, and refs stay below None.
 		if pfx.Addr().Is4() {
-			_ = v4.Add(pfx, uint32(head)) // cannot fail: IPv4, and refs stay below None
+			_ = v4.Add(pfx, uint32(head))
 		} else {
-			l.cidr6.Insert(pfx, head)
+			_ = v6.Add(pfx, uint32(head))
 		}
 	}
-	l.cidr4 = v4.Build()
+	l.cidr4, l.cidr6 = v4.Build(), v6.Build()
 	l.entries = offheap.Copy(l, l.entries)
 	l.targets = offheap.Copy(l, l.targets)
 	l.text = strings.Clone(text.String()) // without the builder's spare room
@@ -208,8 +209,10 @@ func (l *layer) lookupCIDR(addr netip.Addr) ref {
 		}
 		return 0
 	}
-	r, _ := l.cidr6.Lookup(addr)
-	return r
+	if r, ok := l.cidr6.Lookup(addr); ok {
+		return ref(r)
+	}
+	return 0
 }
 
 // chainer adds entries to a layer and links entries with the same match

@@ -39,14 +39,15 @@ func TestOverridesHoldLittleHeap(t *testing.T) {
 	})
 	runtime.KeepAlive(ovs) // or freeing it would offset what the engine holds
 	t.Logf("%d heap objects, %d bytes for %d overrides", objects, bytes, n)
-	// Most of what is left is the IPv6 prefix trie of a quarter of them.
-	if per := float64(objects) / n; per > 1 {
-		t.Errorf("the engine holds %d heap objects for %d overrides (%.2f each), want at most 1 each", objects, n, per)
+	// A layer is a few arrays and maps whatever its size: 0.40 objects
+	// an override while IPv6 prefixes were in a trie.
+	if objects > 200 {
+		t.Errorf("the engine holds %d heap objects for %d overrides, want at most 200", objects, n)
 	}
-	// The text, about 40 bytes an override, and that trie; 115 with the
-	// entries and targets on the heap.
-	if per := float64(bytes) / n; per > 80 {
-		t.Errorf("the engine holds %d heap bytes for %d overrides (%.0f each), want at most 80 each", bytes, n, per)
+	// The text, about 40 bytes an override; 65 with the IPv6 trie, 115
+	// with the entries and targets on the heap too.
+	if per := float64(bytes) / n; per > 50 {
+		t.Errorf("the engine holds %d heap bytes for %d overrides (%.0f each), want at most 50 each", bytes, n, per)
 	}
 }
 

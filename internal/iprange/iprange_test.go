@@ -2,6 +2,7 @@ package iprange
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -152,55 +153,112 @@ func TestAddRefuses(t *testing.T) {
 // at every prefix's edges, just outside them, and at random addresses.
 func TestMatchesPrefixTable(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(1, 2))
+	matchesPrefixTable(t, 1, 32, func() testTable { return new(test4) })
+}
+
+// TestTable6MatchesPrefixTable is TestMatchesPrefixTable for IPv6, with
+// prefixes of every length from ::/0 to /128s.
+func TestTable6MatchesPrefixTable(t *testing.T) {
+	t.Parallel()
+	matchesPrefixTable(t, 3, 128, func() testTable { return new(test6) })
+}
+
+// testTable is a table's builder as matchesPrefixTable uses it: build
+// returns the table's lookup and a check of its layout.
+type testTable interface {
+	Add(netip.Prefix, uint32) error
+	build() (lookup func(netip.Addr) (uint32, bool), check func() error)
+}
+
+type test4 struct{ Builder }
+
+func (b *test4) build() (func(netip.Addr) (uint32, bool), func() error) {
+	tab := b.Build()
+	return tab.LookupAddr, func() error {
+		for i := 1; i < len(tab.ents); i++ {
+			if tab.ents[i]>>32 <= tab.ents[i-1]>>32 || uint32(tab.ents[i]) == uint32(tab.ents[i-1]) {
+				return fmt.Errorf("ranges %d and %d out of order or not joined", i-1, i)
+			}
+		}
+		return nil
+	}
+}
+
+type test6 struct{ Builder6 }
+
+func (b *test6) build() (func(netip.Addr) (uint32, bool), func() error) {
+	tab := b.Build()
+	return tab.Lookup, func() error {
+		for i := 1; i < len(tab.ents); i++ {
+			x, y := tab.ents[i-1], tab.ents[i]
+			if (u128{y.hi, tab.los[y.lo]}).compare(u128{x.hi, tab.los[x.lo]}) <= 0 || x.v == y.v {
+				return fmt.Errorf("ranges %d and %d out of order or not joined", i-1, i)
+			}
+		}
+		return nil
+	}
+}
+
+// matchesPrefixTable runs the comparison with bart for addresses of
+// width bits (32 or 128).
+func matchesPrefixTable(t *testing.T, seed uint64, width int, newTable func() testTable) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	max := u128{}.last(width)
+	// addr and number convert between addresses and numbers.
+	addr, number := from128, addr128
+	if width == 32 {
+		addr = func(a u128) netip.Addr {
+			return netip.AddrFrom4([4]byte{byte(a.lo >> 24), byte(a.lo >> 16), byte(a.lo >> 8), byte(a.lo)})
+		}
+		number = func(a netip.Addr) u128 { return u128{0, uint64(Uint32(a))} }
+	}
+	// random returns an address, clustered towards the bottom of each
+	// quarter of the space so that prefixes nest.
+	random := func() u128 {
+		if width == 32 {
+			return u128{0, uint64(uint32(rng.IntN(4))<<30 | rng.Uint32()>>uint(2+rng.IntN(30)))}
+		}
+		return u128{uint64(rng.IntN(4))<<62 | rng.Uint64()>>uint(2+rng.IntN(62)), rng.Uint64() >> uint(rng.IntN(64))}
+	}
 	for round := range 300 {
-		var b Builder
+		tab := newTable()
 		trie := new(bart.Table[uint32])
-		var probes []uint32
+		var probes []netip.Addr
 		n := 1 + rng.IntN([]int{4, 50, 2000}[round%3])
 		values := 1 + rng.IntN(5)
 		for range n {
-			bits := rng.IntN(33)
-			var ip uint32
+			var a u128
 			switch rng.IntN(6) {
 			case 0:
-				ip = 0
 			case 1:
-				ip = ^uint32(0)
+				a = max
 			default:
-				// Cluster the rest so that prefixes nest.
-				ip = uint32(rng.IntN(4))<<30 | rng.Uint32()>>uint(2+rng.IntN(30))
+				a = random()
 			}
-			a := netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)})
-			p := netip.PrefixFrom(a, bits).Masked()
+			p := netip.PrefixFrom(addr(a), rng.IntN(width+1)).Masked()
 			v := uint32(rng.IntN(values))
-			if err := b.Add(p, v); err != nil {
+			if err := tab.Add(p, v); err != nil {
 				t.Fatal(err)
 			}
 			trie.Insert(p, v) // a later equal prefix replaces the earlier one
-			first := Uint32(p.Addr())
-			last := first | ^uint32(0)>>uint(bits)
-			if bits == 0 {
-				last = ^uint32(0)
-			}
-			probes = append(probes, first, first-1, last, last+1)
+			last := addr(number(p.Addr()).last(width - p.Bits()))
+			probes = append(probes, p.Addr(), p.Addr().Prev(), last, last.Next())
 		}
 		for range 200 {
-			probes = append(probes, rng.Uint32())
+			probes = append(probes, addr(u128{rng.Uint64() & max.hi, rng.Uint64() & max.lo}))
 		}
-		tab := b.Build()
-		for _, ip := range probes {
-			a := netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)})
+		lookup, check := tab.build()
+		for _, a := range probes {
+			if !a.IsValid() {
+				continue // before the first address or after the last
+			}
 			want, wantOK := trie.Lookup(a)
-			got, ok := tab.Lookup(ip)
-			if ok != wantOK || ok && got != want {
+			if got, ok := lookup(a); ok != wantOK || ok && got != want {
 				t.Fatalf("round %d (%d prefixes): lookup(%s) = %d, %v; prefix table says %d, %v", round, n, a, got, ok, want, wantOK)
 			}
 		}
-		for i := 1; i < len(tab.ents); i++ {
-			if tab.ents[i]>>32 <= tab.ents[i-1]>>32 || uint32(tab.ents[i]) == uint32(tab.ents[i-1]) {
-				t.Fatalf("round %d: ranges %d and %d out of order or not joined", round, i-1, i)
-			}
+		if err := check(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
 		}
 	}
 }
@@ -285,62 +343,6 @@ func TestTableLivesOffTheHeap(t *testing.T) {
 	}
 	if v, ok := tab.Lookup(uint32(10)<<24 | 5); !ok || v != 10<<12 {
 		t.Errorf("lookup after collections = %d, %v", v, ok)
-	}
-}
-
-// TestTable6MatchesPrefixTable is TestMatchesPrefixTable for IPv6:
-// random nested prefixes of every length, from ::/0 to /128s, some at
-// the ends of the space, against bart.
-func TestTable6MatchesPrefixTable(t *testing.T) {
-	t.Parallel()
-	rng := rand.New(rand.NewPCG(3, 4))
-	for round := range 300 {
-		var b Builder6
-		trie := new(bart.Table[uint32])
-		var probes []netip.Addr
-		n := 1 + rng.IntN([]int{4, 50, 2000}[round%3])
-		values := 1 + rng.IntN(5)
-		for range n {
-			bits := rng.IntN(129)
-			var a u128
-			switch rng.IntN(6) {
-			case 0:
-			case 1:
-				a = u128{^uint64(0), ^uint64(0)}
-			default:
-				// Cluster the rest so that prefixes nest, in both halves.
-				a = u128{uint64(rng.IntN(4))<<62 | rng.Uint64()>>uint(2+rng.IntN(62)), rng.Uint64() >> uint(rng.IntN(64))}
-			}
-			p := netip.PrefixFrom(from128(a), bits).Masked()
-			v := uint32(rng.IntN(values))
-			if err := b.Add(p, v); err != nil {
-				t.Fatal(err)
-			}
-			trie.Insert(p, v)
-			first := addr128(p.Addr())
-			last := first.last(128 - bits)
-			probes = append(probes, p.Addr(), p.Addr().Prev(), from128(last), from128(last).Next())
-		}
-		for range 200 {
-			probes = append(probes, from128(u128{rng.Uint64(), rng.Uint64()}))
-		}
-		tab := b.Build()
-		for _, a := range probes {
-			if !a.IsValid() {
-				continue // before :: or after the last address
-			}
-			want, wantOK := trie.Lookup(a)
-			got, ok := tab.Lookup(a)
-			if ok != wantOK || ok && got != want {
-				t.Fatalf("round %d (%d prefixes): lookup(%s) = %d, %v; prefix table says %d, %v", round, n, a, got, ok, want, wantOK)
-			}
-		}
-		for i := 1; i < len(tab.ents); i++ {
-			x, y := tab.ents[i-1], tab.ents[i]
-			if (u128{y.hi, tab.los[y.lo]}).compare(u128{x.hi, tab.los[x.lo]}) <= 0 || x.v == y.v {
-				t.Fatalf("round %d: ranges %d and %d out of order or not joined", round, i-1, i)
-			}
-		}
 	}
 }
 

@@ -8,8 +8,9 @@
 // reghost needs, and every network goes into a table whose value is those
 // facts, neighbours with the same facts joined, in flat, pointer-free
 // tables of address ranges off the Go heap (internal/iprange), one for
-// IPv4 and one for IPv6. A lookup is then one table lookup, for IPv4 about five times faster than walking the MaxMind
-// search tree, and without allocating; the file is unmapped as soon as it is
+// IPv4 and one for IPv6. A lookup is then one table lookup, for IPv4
+// about five times faster than walking the MaxMind search tree, and
+// without allocating; the file is unmapped as soon as it is
 // indexed. A file that cannot be read, or that provides nothing for its
 // role, is refused before it serves.
 //

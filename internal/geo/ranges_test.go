@@ -160,14 +160,7 @@ func TestRange4MatchesPlainTable(t *testing.T) {
 
 		plain := new(bart.Table[uint32])
 		var b range4Builder
-		v6 := 0
-		m := merger{out: func(p netip.Prefix, v uint32) error {
-			if !p.Addr().Is4() {
-				v6++
-				return nil
-			}
-			return b.add(p, v)
-		}}
+		m := merger{out: b.add} // which refuses anything but IPv4
 		for _, e := range nets {
 			if err := m.push(e.p, e.v); err != nil {
 				t.Fatal(err)
@@ -176,9 +169,6 @@ func TestRange4MatchesPlainTable(t *testing.T) {
 		}
 		if err := m.flush(); err != nil {
 			t.Fatal(err)
-		}
-		if v6 != 0 {
-			t.Fatalf("round %d: %d IPv4 networks came out as IPv6", round, v6)
 		}
 		r, err := b.finish(0, false)
 		if err != nil {

@@ -93,12 +93,10 @@ func (ix *index6) node(first, last int) uint32 {
 	skip := 64
 	if last > first {
 		skip = bits.LeadingZeros64(rs[first+1].start.hi ^ rs[last].start.hi)
+		n.base = rs[first+1].start.hi >> (64 - skip)
 	}
 	idxBits := min(indexBits(last-first+1), 64-skip)
 	n.skip, n.shift = uint8(skip), uint8(64-idxBits)
-	if last > first {
-		n.base = rs[first+1].start.hi >> (64 - skip)
-	}
 	// blockAt is the first address of block h.
 	blockAt := func(h int) u128 {
 		return u128{n.base<<(64-skip) | uint64(h)<<(64-skip-idxBits), 0}

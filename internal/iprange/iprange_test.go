@@ -402,7 +402,11 @@ func TestTable6LivesOffTheHeap(t *testing.T) {
 	}
 	var tab *Table6
 	objects, bytes := policytest.Retained(func() any { tab = b.Build(); return tab })
-	if objects > 8 || bytes > 64<<10 {
+	// A Table6 is 6 or 7 heap objects. The limit leaves room for what
+	// the test process itself allocates meanwhile (once 14 objects, 0
+	// bytes, in a full ./scripts/test run), and is still far below the
+	// tens of thousands of a prefix trie of this size.
+	if objects > 32 || bytes > 64<<10 {
 		t.Errorf("a table of %d ranges holds %d heap objects, %d bytes", tab.Len(), objects, bytes)
 	}
 	if v, ok := tab.Lookup(netip.MustParseAddr("2001:5::1")); !ok || v != 5<<8 {

@@ -49,14 +49,17 @@ func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 	return &clientIP{header: h, trusted: cfg.TrustedProxies, hops: hops}, nil
 }
 
-// peer is the address of the connection's other end.
+// peer is the address of the connection's other end, without a zone: a
+// prefix never contains a zoned address, so a proxy reaching reghost
+// over a link-local address (fe80::1%eth0) would otherwise never be
+// trusted.
 func peer(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		a, _ := netip.ParseAddr(r.RemoteAddr)
-		return a.Unmap()
+		return a.Unmap().WithZone("")
 	}
-	return ap.Addr().Unmap()
+	return ap.Addr().Unmap().WithZone("")
 }
 
 // trusts reports whether a is a trusted proxy.
@@ -99,7 +102,7 @@ func (ci *clientIP) from(r *http.Request, header string) (netip.Addr, error) {
 // fromXFF takes the entry hops places from the right of all
 // X-Forwarded-For values joined, or the leftmost when there are fewer.
 func (ci *clientIP) fromXFF(values []string) (netip.Addr, error) {
-	n := 0
+	n, leftmost := 0, ""
 	for i := len(values) - 1; i >= 0; i-- {
 		v := values[i]
 		for v != "" {
@@ -110,12 +113,16 @@ func (ci *clientIP) fromXFF(values []string) (netip.Addr, error) {
 				v, entry = "", v
 			}
 			n++
-			if n == ci.hops || (i == 0 && v == "") {
+			if n == ci.hops {
 				return parseClientAddr("X-Forwarded-For", entry)
 			}
+			leftmost = entry
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w: empty X-Forwarded-For", ErrBadClientIP)
+	if n == 0 {
+		return netip.Addr{}, fmt.Errorf("%w: empty X-Forwarded-For", ErrBadClientIP)
+	}
+	return parseClientAddr("X-Forwarded-For", leftmost)
 }
 
 // parseClientAddr accepts an IPv4 or IPv6 address, IPv6 optionally in

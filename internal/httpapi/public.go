@@ -119,12 +119,17 @@ func newDecideResponse(addr netip.Addr, d policy.Decision) decideResponse {
 // headers and, on Accept: application/json, with facts and trail.
 func (p *public) decide(c *echo.Context) error {
 	r := c.Request()
-	addr, err := p.ci.addr(r)
-	if ip := c.QueryParam("ip"); ip != "" && err == nil {
+	var addr netip.Addr
+	var err error
+	if ip := c.QueryParam("ip"); ip != "" {
+		// Asked for explicitly, by a proxy trusted to name clients: the
+		// header, whatever it holds, does not matter.
 		if !p.ci.trusts(peer(r)) {
 			return c.String(http.StatusForbidden, "?ip= is only accepted from a trusted proxy\n")
 		}
 		addr, err = parseClientAddr("ip", ip)
+	} else {
+		addr, err = p.ci.addr(r)
 	}
 	if err != nil {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")

@@ -291,6 +291,12 @@ func TestDecide(t *testing.T) {
 		t.Errorf("JSON = %s", r.body)
 	}
 
+	// ?ip= from a trusted proxy is the client, whatever the header says.
+	r = do(t, "GET", srv.URL+"/decide?ip=89.160.20.112&path=/v2/x/manifests/y", map[string]string{"X-Real-Ip": "bogus"})
+	if r.status != 200 || r.header.Get(HeaderReason) != "country:SE" {
+		t.Errorf("?ip= with a malformed header: got %d %q %q", r.status, r.header.Get(HeaderReason), r.body)
+	}
+
 	for name, h := range map[string]map[string]string{
 		"malformed address": {"X-Real-Ip": "1.2.3", "X-Original-Path": "/v2/"},
 		"missing path":      {"X-Real-Ip": "1.2.3.4"},
@@ -341,6 +347,9 @@ func TestClientIPXFFHops(t *testing.T) {
 		{3, []string{"1.1.1.1, 2.2.2.2"}, "1.1.1.1", false},
 		{1, []string{" [2001:db8::1] "}, "2001:db8::1", false},
 		{1, []string{"1.1.1.1,"}, "", true},
+		{2, []string{"1.1.1.1,"}, "1.1.1.1", false},
+		{2, []string{"", "1.1.1.1"}, "1.1.1.1", false}, // an empty first line: the leftmost entry still
+		{1, []string{""}, "", true},
 		{1, []string{"fe80::1%eth0"}, "", true},
 	}
 	for _, tt := range tests {
@@ -358,6 +367,29 @@ func TestClientIPXFFHops(t *testing.T) {
 	}
 	if _, err := newClientIP(ClientIPConfig{Header: "Forwarded"}); err == nil {
 		t.Error("Forwarded header accepted")
+	}
+}
+
+// A proxy reaching reghost over a link-local address has a zone in its
+// peer address; it is trusted all the same, and no zone reaches a
+// decision or the access log.
+func TestClientIPZonedPeer(t *testing.T) {
+	t.Parallel()
+	ci, err := newClientIP(ClientIPConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("fe80::/10")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "[fe80::1%eth0]:1234"
+	r.Header.Set("X-Real-Ip", "89.160.20.112")
+	if got, err := ci.addr(r); err != nil || got != netip.MustParseAddr("89.160.20.112") {
+		t.Errorf("trusted zoned peer: got %v, %v; want its header's address", got, err)
+	}
+	r.RemoteAddr = `[fe81::1%e"th0]:1234`
+	r.Header.Set("X-Real-Ip", "89.160.20.112")
+	ci.trusted = nil
+	if got, err := ci.addr(r); err != nil || got != netip.MustParseAddr("fe81::1") {
+		t.Errorf("untrusted zoned peer: got %v, %v; want fe81::1 without its zone", got, err)
 	}
 }
 

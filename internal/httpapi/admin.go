@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -101,8 +102,9 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 // auth checks "Authorization: Bearer <token>" in constant time.
 func (a *admin) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		got, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
+		// The scheme's name is case-insensitive (RFC 9110, 11.1).
+		scheme, got, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="reghost admin"`)
 			return c.JSON(http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})
 		}
@@ -182,16 +184,45 @@ type overrideBody struct {
 		Country   string `json:"country"`
 		Continent string `json:"continent"`
 	} `json:"match"`
-	Registries []string  `json:"registries"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	Note       string    `json:"note"`
-	CreatedBy  string    `json:"created_by"`
-	CreatedAt  time.Time `json:"created_at"`
+	Registries []string `json:"registries"`
+	ExpiresAt  string   `json:"expires_at"` // RFC 3339, parsed here to name the field in errors
+	Note       string   `json:"note"`
+	CreatedBy  string   `json:"created_by"`
+	CreatedAt  string   `json:"created_at"`
+}
+
+// parseTime parses an optional RFC 3339 time; field names it in errors.
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %q is not an RFC 3339 time, such as 2030-01-01T00:00:00Z", field, truncate(s, 64))
+	}
+	return t, nil
+}
+
+// jsonKind names what a Go type takes in JSON, for decoding errors.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "an array"
+	case reflect.Struct:
+		return "an object"
+	case reflect.Uint32:
+		return "a number from 0 to 4294967295"
+	}
+	return t.String()
 }
 
 // readOverride decodes and validates a request body. The path's id, when
-// there is one, is the override's ID.
-func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, error) {
+// there is one, is the override's ID. prev is the override it replaces,
+// if any: when the body leaves them out, its created_at and created_by
+// stay.
+func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override) (rules.Override, error) {
 	data, err := io.ReadAll(io.LimitReader(c.Request().Body, maxBody+1))
 	if err != nil {
 		return rules.Override{}, fmt.Errorf("body: %w", err)
@@ -203,14 +234,26 @@ func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, er
 	dec.DisallowUnknownFields()
 	var b overrideBody
 	if err := dec.Decode(&b); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return rules.Override{}, fmt.Errorf("%s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
+		}
 		return rules.Override{}, fmt.Errorf("body: invalid JSON: %w", err)
 	}
-	if dec.More() {
-		return rules.Override{}, errors.New("body: more than one JSON value")
+	if _, err := dec.Token(); err != io.EOF {
+		return rules.Override{}, errors.New("body: more after the JSON object")
+	}
+	expires, err := parseTime("expires_at", b.ExpiresAt)
+	if err != nil {
+		return rules.Override{}, err
+	}
+	created, err := parseTime("created_at", b.CreatedAt)
+	if err != nil {
+		return rules.Override{}, err
 	}
 	o := rules.Override{
-		ID: b.ID, Registries: b.Registries, ExpiresAt: b.ExpiresAt, Note: b.Note,
-		CreatedBy: b.CreatedBy, CreatedAt: b.CreatedAt,
+		ID: b.ID, Registries: b.Registries, ExpiresAt: expires, Note: b.Note,
+		CreatedBy: b.CreatedBy, CreatedAt: created,
 		Match: rules.Match{ASN: b.Match.ASN, Cloud: b.Match.Cloud, Region: b.Match.Region,
 			Country: b.Match.Country, Continent: b.Match.Continent},
 	}
@@ -231,7 +274,13 @@ func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, er
 	}
 	now := a.cfg.Now().UTC().Truncate(time.Second)
 	if o.CreatedAt.IsZero() {
+		o.CreatedAt = prev.CreatedAt
+	}
+	if o.CreatedAt.IsZero() {
 		o.CreatedAt = now
+	}
+	if o.CreatedBy == "" {
+		o.CreatedBy = prev.CreatedBy
 	}
 	if !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
 		return rules.Override{}, fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339))
@@ -249,7 +298,7 @@ func newID() string {
 }
 
 func (a *admin) create(c *echo.Context) error {
-	o, err := a.readOverride(c, "")
+	o, err := a.readOverride(c, "", rules.Override{})
 	if err != nil {
 		return invalid(c, err)
 	}
@@ -261,8 +310,16 @@ func (a *admin) create(c *echo.Context) error {
 	return c.JSON(http.StatusCreated, writeResponse{Version: v, Override: &o})
 }
 
+// put replaces an override, or creates it. What it replaces is read
+// first only for its created_at and created_by; a write between the two
+// is replaced all the same.
 func (a *admin) put(c *echo.Context) error {
-	o, err := a.readOverride(c, c.Param("id"))
+	id := c.Param("id")
+	prev, err := a.cfg.Store.Get(c.Request().Context(), id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fail(c, err)
+	}
+	o, err := a.readOverride(c, id, prev)
 	if err != nil {
 		return invalid(c, err)
 	}

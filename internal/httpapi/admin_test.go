@@ -103,8 +103,10 @@ func TestAdminAuth(t *testing.T) {
 			t.Errorf("%q POST: %d", auth, code)
 		}
 	}
-	if code, _ := env.call(t, "GET", "/api/v1/overrides", ""); code != 200 {
-		t.Errorf("right token: %d", code)
+	for _, auth := range []string{"Bearer " + testToken, "bearer " + testToken} {
+		if code, _ := callWith(t, "GET", env.admin.URL+"/api/v1/overrides", "", auth); code != 200 {
+			t.Errorf("right token, %q: %d", auth, code)
+		}
 	}
 	if _, err := NewAdmin(AdminConfig{Token: "short"}); err == nil {
 		t.Error("short token accepted")
@@ -122,7 +124,7 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	}
 
 	code, body := env.call(t, "POST", "/api/v1/overrides",
-		`{"id":"se-to-eu","match":{"country":"SE"},"registries":["eu"],"note":"hub is slow from SE","created_by":"alice"}`)
+		`{"id":"se-to-eu","match":{"country":"SE"},"registries":["eu"],"note":"hub is slow from SE","created_by":"alice","created_at":"2026-11-01T08:00:00Z"}`)
 	if code != http.StatusCreated || body["version"] != 1.0 {
 		t.Fatalf("create: %d %v", code, body)
 	}
@@ -135,7 +137,7 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	}
 
 	code, body = env.call(t, "GET", "/api/v1/overrides/se-to-eu", "")
-	if code != 200 || body["note"] != "hub is slow from SE" || body["created_by"] != "alice" || body["created_at"] != "2026-11-23T12:00:00Z" {
+	if code != 200 || body["note"] != "hub is slow from SE" || body["created_by"] != "alice" || body["created_at"] != "2026-11-01T08:00:00Z" {
 		t.Errorf("get: %d %v", code, body)
 	}
 
@@ -145,6 +147,12 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	}
 	if got := publicHost("89.160.20.112"); got != "us-west1-docker.pkg.dev" {
 		t.Errorf("after put: %s", got)
+	}
+	// A replacement that leaves out who created the override, and when,
+	// keeps them.
+	code, body = env.call(t, "GET", "/api/v1/overrides/se-to-eu", "")
+	if code != 200 || body["created_by"] != "alice" || body["created_at"] != "2026-11-01T08:00:00Z" || body["note"] != nil {
+		t.Errorf("get after put: %d %v", code, body)
 	}
 
 	code, body = env.call(t, "POST", "/api/v1/overrides", `{"match":{"cidr":"10.0.0.0/8"},"registries":["hub"],"expires_at":"2026-11-24T00:00:00Z"}`)
@@ -169,6 +177,11 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	if code, _ := env.call(t, "GET", "/api/v1/overrides/nope", ""); code != 404 {
 		t.Errorf("get missing: %d", code)
 	}
+	// PUT of a new id creates it, stamped now.
+	code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64500},"registries":["hub"]}`)
+	if o, _ := body["override"].(map[string]any); code != 200 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "admin-api" {
+		t.Errorf("put of a new id: %d %v", code, body)
+	}
 }
 
 func TestAdminOverrideValidation(t *testing.T) {
@@ -190,6 +203,13 @@ func TestAdminOverrideValidation(t *testing.T) {
 		{"expired already", `{"match":{"asn":1},"registries":["hub"],"expires_at":"2026-11-23T11:00:00Z"}`, "expires_at", "expires_at: 2026-11-23T11:00:00Z is not in the future"},
 		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "body", `body: invalid JSON: json: unknown field "colour"`},
 		{"not JSON", `{"match":`, "body", "body: invalid JSON: unexpected EOF"},
+		{"trailing brackets", `{"match":{"asn":1},"registries":["hub"]}}]`, "body", "body: more after the JSON object"},
+		{"two objects", `{"match":{"asn":1},"registries":["hub"]} {}`, "body", "body: more after the JSON object"},
+		{"asn as a string", `{"match":{"asn":"15169"},"registries":["hub"]}`, "match.asn", "match.asn: a JSON string where a number from 0 to 4294967295 belongs"},
+		{"negative asn", `{"match":{"asn":-1},"registries":["hub"]}`, "match.asn", "match.asn: a JSON number -1 where a number from 0 to 4294967295 belongs"},
+		{"registries as a string", `{"match":{"asn":1},"registries":"hub"}`, "registries", "registries: a JSON string where an array belongs"},
+		{"bad time", `{"match":{"asn":1},"registries":["hub"],"expires_at":"tomorrow"}`, "expires_at", `expires_at: "tomorrow" is not an RFC 3339 time, such as 2030-01-01T00:00:00Z`},
+		{"bad created_at", `{"match":{"asn":1},"registries":["hub"],"created_at":"2026-11-23"}`, "created_at", `created_at: "2026-11-23" is not an RFC 3339 time, such as 2030-01-01T00:00:00Z`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

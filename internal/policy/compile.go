@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ type entry struct {
 	reason  span  // "cidr:192.168.0.0/24", also the decision's Reason
 	source  span  // "config" or "override:<id>"
 	targets span  // into layer.targets: indexes into ruleset.targets, in order of preference
-	expires int64 // unix nanoseconds; 0 never
+	expires int64 // unix nanoseconds (see expiresNS); 0 never
 
 	// next is what to try after this entry in the same layer: an older
 	// override with the same match, and for cidr the entries of the next
@@ -147,9 +148,7 @@ func compileLayer(rs *ruleset, items []item) *layer {
 		} else {
 			e.source = addText(it.source)
 		}
-		if !it.expires.IsZero() {
-			e.expires = it.expires.UnixNano()
-		}
+		e.expires = expiresNS(it.expires)
 		e.targets.off = uint32(len(l.targets))
 		for _, name := range it.rule.Registries {
 			l.targets = append(l.targets, int32(rs.byName[name]))
@@ -300,4 +299,20 @@ func compileOverrides(rs *ruleset, ovs []rules.Override) (*layer, error) {
 		items[i] = item{rule: o.Rule(), source: "override:" + o.ID, expires: o.ExpiresAt}
 	}
 	return compileLayer(rs, items), errors.Join(errs...)
+}
+
+// expiresNS is an entry's expiry: t in Unix nanoseconds, which int64
+// holds only from 1678 to 2262. Later times (9999-12-31 is a common
+// "never") never come; times at or before 1970 have long passed, and
+// are 1 rather than 0, which means no expiry at all.
+func expiresNS(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Unix() >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	case t.Unix() <= 0:
+		return 1
+	}
+	return t.UnixNano()
 }

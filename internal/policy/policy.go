@@ -291,7 +291,6 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 	try := func(l *layer, r ref) bool {
 		for ; r != 0; r = l.entries[r].next {
 			e := &l.entries[r]
-			matched = true
 			if e.expires != 0 {
 				if nowNS == 0 {
 					nowNS = now().UnixNano()
@@ -301,6 +300,9 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 					continue
 				}
 			}
+			// Only a live entry makes a fallback "unhealthy": one that
+			// merely expired is as if it were not there.
+			matched = true
 			for _, t := range l.targetsOf(e) {
 				name := rs.targets[t].Name
 				if st.src.Health != nil && !st.src.Health.Up(name) {

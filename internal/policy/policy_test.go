@@ -210,6 +210,38 @@ func TestDecide(t *testing.T) {
 			facts: Facts{ASN: 29518, ASOrg: "AS-89.160.20.112", Country: "SE", Continent: "EU"},
 		},
 		{
+			name: "expiring in 9999, beyond int64 nanoseconds, applies",
+			addr: ipSE,
+			overrides: []rules.Override{{ID: "forever", Match: m("country:SE"), Registries: []string{"k8s"},
+				ExpiresAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}},
+			registry: "k8s", reason: "country:SE", source: "override:forever",
+			facts: Facts{ASN: 29518, ASOrg: "AS-89.160.20.112", Country: "SE", Continent: "EU"},
+		},
+		{
+			name: "expired at the Unix epoch is expired",
+			addr: ipSE,
+			overrides: []rules.Override{{ID: "epoch", Match: m("country:SE"), Registries: []string{"k8s"},
+				ExpiresAt: time.Unix(0, 0)}},
+			registry: "hub", reason: "country:SE", source: "config",
+			facts: Facts{ASN: 29518, ASOrg: "AS-89.160.20.112", Country: "SE", Continent: "EU"},
+		},
+		{
+			name: "expired in 1600, before int64 nanoseconds, is expired",
+			addr: ipSE,
+			overrides: []rules.Override{{ID: "ancient", Match: m("country:SE"), Registries: []string{"k8s"},
+				ExpiresAt: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)}},
+			registry: "hub", reason: "country:SE", source: "config",
+			facts: Facts{ASN: 29518, ASOrg: "AS-89.160.20.112", Country: "SE", Continent: "EU"},
+		},
+		{
+			name: "only an expired override matched: default, not unhealthy",
+			addr: ipJP,
+			overrides: []rules.Override{{ID: "old", Match: m("country:JP"), Registries: []string{"hub"},
+				ExpiresAt: now.Add(-time.Second)}},
+			registry: "k8s", reason: "default", source: "default",
+			facts: Facts{Country: "JP", Continent: "AS"},
+		},
+		{
 			name: "newest of two overrides with one match wins",
 			addr: ipGoogle,
 			overrides: []rules.Override{

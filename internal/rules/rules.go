@@ -127,7 +127,7 @@ func (m Match) Validate() error {
 		set = append(set, "continent")
 	}
 	switch {
-	case len(set) == 0 && m.Region != "":
+	case m.Region != "" && m.Cloud == "":
 		return errors.New("match.region: needs match.cloud")
 	case len(set) == 0:
 		return errors.New("match: empty; set one of cidr, asn, cloud (with optional region), country, continent")

@@ -25,6 +25,7 @@ func TestMatch(t *testing.T) {
 		{"unknown cloud", Match{Cloud: "ibm"}, KindCloud, "cloud:ibm", `match.cloud: unknown provider "ibm"; known: aws, gcp, azure, oracle, digitalocean`},
 		{"bad region", Match{Cloud: "aws", Region: "us east"}, KindCloudRegion, "cloud:aws/us east", `match.region: "us east" is not a region name`},
 		{"region alone", Match{Region: "us-east-2"}, KindNone, "none", "match.region: needs match.cloud"},
+		{"region beside country", Match{Country: "SE", Region: "us-east-2"}, KindCountry, "country:SE", "match.region: needs match.cloud"},
 		{"country", Match{Country: "SE"}, KindCountry, "country:SE", ""},
 		{"lower-case country", Match{Country: "se"}, KindCountry, "country:se", `match.country: "se" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, such as SE)`},
 		{"unassigned country", Match{Country: "XX"}, KindCountry, "country:XX", `match.country: "XX" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, such as SE)`},

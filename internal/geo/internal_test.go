@@ -30,30 +30,43 @@ func TestParseASN(t *testing.T) {
 	}
 }
 
-// TestBuildSurvivesTruncation truncates a mapped database before it is
-// indexed: reading the mapping faults, and build must return an error
-// instead of letting SIGBUS kill the process.
-func TestBuildSurvivesTruncation(t *testing.T) {
+// TestReadSurvivesTruncation truncates a mapped database while it is
+// being opened and before it is indexed: reading the mapping faults, and
+// readFile must return an error instead of letting SIGBUS kill the
+// process. (A fault while opening did kill it: maxminddb reads the
+// mapping to find the metadata, before the guard was up.)
+func TestReadSurvivesTruncation(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile("../../testdata/maxmind/GeoLite2-ASN-Test.mmdb")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "asn.mmdb")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := os.Truncate(path, 0); err != nil {
-		t.Fatal(err)
-	}
-	h, err := build(r, kindASN)
-	if err == nil || !strings.Contains(err.Error(), "the file changed while it was being read") {
-		t.Fatalf("build() = %v, %v; want the fault reported", h, err)
+	for name, faultWhileOpening := range map[string]bool{"before indexing": false, "while opening": true} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "asn.mmdb")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			open := func(path string) (*maxminddb.Reader, error) {
+				r, err := maxminddb.Open(path)
+				if err != nil {
+					return nil, err
+				}
+				if err := os.Truncate(path, 0); err != nil {
+					t.Error(err)
+				}
+				if faultWhileOpening {
+					var rec map[string]any
+					_ = r.Lookup(netip.MustParseAddr("1.128.0.1")).Decode(&rec) // reads the mapping: faults
+					t.Error("reading a truncated mapping did not fault")
+				}
+				return r, nil
+			}
+			h, err := readFile(path, kindASN, open)
+			if err == nil || !strings.Contains(err.Error(), "the file changed while it was being read") {
+				t.Fatalf("readFile() = %v, %v; want the fault reported", h, err)
+			}
+		})
 	}
 }
 

@@ -137,14 +137,7 @@ func openHandle(path string, k kind) (*handle, os.FileInfo, error) {
 	if fi.IsDir() {
 		return nil, fi, errors.New("it is a directory, not an .mmdb file")
 	}
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		return nil, fi, fmt.Errorf("not a readable MaxMind DB file: %w", err)
-	}
-	h, err := build(r, k)
-	if cerr := r.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("unmapping: %w", cerr)
-	}
+	h, err := readFile(path, k, func(path string) (*maxminddb.Reader, error) { return maxminddb.Open(path) })
 	if err != nil {
 		return nil, fi, err
 	}
@@ -156,13 +149,17 @@ func openHandle(path string, k kind) (*handle, os.FileInfo, error) {
 	return h, fi, nil
 }
 
-// build verifies the database and indexes it.
+// readFile opens (with open: maxminddb.Open, but for tests), verifies and
+// indexes one database file.
 //
 // The file is memory-mapped. If someone truncates it meanwhile (rewriting
 // it in place rather than renaming a new file over it), reading the mapping
 // raises SIGBUS, which would kill the process; SetPanicOnFault turns that
-// into a panic that is recovered here as an error.
-func build(r *maxminddb.Reader, k kind) (h *handle, err error) {
+// into a panic that is recovered here as an error. Opening reads the
+// mapping too (maxminddb looks for the metadata from the end of the
+// file), so the guard is up before it.
+func readFile(path string, k kind, open func(string) (*maxminddb.Reader, error)) (h *handle, err error) {
+	var r *maxminddb.Reader
 	defer func(old bool) {
 		debug.SetPanicOnFault(old)
 		if e := recover(); e != nil {
@@ -171,8 +168,24 @@ func build(r *maxminddb.Reader, k kind) (h *handle, err error) {
 			}
 			h, err = nil, fmt.Errorf("the file changed while it was being read (replace it by renaming a new file over it): %v", e)
 		}
+		if r != nil {
+			if cerr := r.Close(); err == nil && cerr != nil {
+				h, err = nil, fmt.Errorf("unmapping: %w", cerr)
+			}
+		}
 	}(debug.SetPanicOnFault(true))
 
+	r, err = open(path)
+	if err != nil {
+		r = nil
+		return nil, fmt.Errorf("not a readable MaxMind DB file: %w", err)
+	}
+	return build(r, k)
+}
+
+// build verifies the database and indexes it. Call it through readFile,
+// which turns a fault reading the file into an error.
+func build(r *maxminddb.Reader, k kind) (*handle, error) {
 	md := r.Metadata
 	for _, t := range uselessTypes {
 		if strings.Contains(md.DatabaseType, t) {

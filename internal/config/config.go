@@ -74,7 +74,7 @@ type Config struct {
 type Admin struct {
 	// TokenFile holds the admin API token. When empty (the default) the
 	// server takes the token from the REGHOST_ADMIN_TOKEN environment
-	// variable, or generates one and logs it.
+	// variable, or generates one into data_dir/admin-token and logs where.
 	TokenFile string `yaml:"token_file"`
 }
 

@@ -23,6 +23,8 @@ func (c *Config) validate(p *problems) {
 	}
 	if msg := checkListen(c.AdminListen); msg != "" {
 		p.at("admin_listen", "%s", msg)
+	} else if c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		p.at("admin_listen", "%q is listen's address too; the admin listener needs its own", c.AdminListen)
 	}
 	switch c.RedirectStatus {
 	case 302, 307:
@@ -64,8 +66,16 @@ func checkListen(addr string) string {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Sprintf("%q: port %q is not a number from 0 to 65535", addr, port)
 	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host != "" && net.ParseIP(strings.Split(host, "%")[0]) == nil && !hostName.MatchString(host) {
+		return fmt.Sprintf("%q: %q is neither an IP address nor a host name", addr, host)
+	}
 	return ""
 }
+
+// hostName matches a DNS name whose last label is not all digits, so
+// that a mistyped IPv4 address (256.1.1.1) is not taken for a name.
+var hostName = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]*[A-Za-z-][A-Za-z0-9-]*\.?$`)
 
 // checkStore returns what is wrong with the store setting, or "". It
 // never repeats the URL, which may hold a password.
@@ -170,6 +180,8 @@ func normalizeURL(raw string) (string, string) {
 		return "", "no host; write scheme://host[:port][/path-prefix]"
 	case u.User != nil:
 		return "", "has user info; a redirect cannot carry credentials, and clients would see them"
+	case u.Port() != "" && !validPort(u.Port()):
+		return "", fmt.Sprintf("port %q is not a number from 1 to 65535", u.Port())
 	case u.RawQuery != "" || u.ForceQuery:
 		return "", "has a query; clients' own query strings are kept, a registry URL cannot add one"
 	case u.Fragment != "" || strings.Contains(raw, "#"):
@@ -189,6 +201,11 @@ func normalizeURL(raw string) (string, string) {
 	u.Path = path
 	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
 	return u.String(), ""
+}
+
+func validPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return err == nil && n > 0
 }
 
 func (c *Config) validateRules(p *problems) {

@@ -84,11 +84,16 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == nullTag {
-		return // yaml.v3 leaves or zeroes the value; validation judges it
-	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == nullTag {
+		switch t.Kind() {
+		case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Uint32, reflect.Uint64:
+			// yaml.v3 would leave the default in place, silently.
+			p.add(n, path, "no value; give one, or remove the key for the default")
+		}
+		return // a list or mapping left empty: validation judges it
 	}
 	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
 		if n.Kind != yaml.ScalarNode {

@@ -77,6 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal stops the process at once, shutting down or not
+	}()
 	if err := a.Serve(ctx); err != nil {
 		logger.Error("serve", "err", err)
 		return 1

@@ -211,9 +211,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	return s, nil
 }
 
-// adminToken is, in order: the token file, REGHOST_ADMIN_TOKEN, or a
-// token generated now and written to data_dir/admin-token (mode 0600),
-// whose path is logged, never the token.
+// adminToken is, in order: the token file, REGHOST_ADMIN_TOKEN, the
+// token generated on an earlier start, or one generated now and written
+// to data_dir/admin-token (mode 0600). Its path is logged, never the
+// token.
 func (a *App) adminToken() (string, error) {
 	if f := a.cfg.Admin.TokenFile; f != "" {
 		b, err := os.ReadFile(f)
@@ -232,18 +233,74 @@ func (a *App) adminToken() (string, error) {
 		}
 		return t, nil
 	}
+	path := filepath.Join(a.cfg.DataDir, "admin-token")
+	t, err := readGeneratedToken(path)
+	if err == nil {
+		a.log.Info("no admin token configured; using the one generated before", "file", path)
+		return t, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		a.log.Warn("no admin token configured, and the one generated before is unusable; generating another", "file", path, "err", err)
+	}
 	var b [24]byte
 	_, _ = rand.Read(b[:])
-	t := hex.EncodeToString(b[:])
-	path := filepath.Join(a.cfg.DataDir, "admin-token")
+	t = hex.EncodeToString(b[:])
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+	if err := writeTokenFile(path, t); err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
 	a.log.Warn("no admin token configured; generated one", "file", path)
 	return t, nil
+}
+
+// readGeneratedToken reads a token written by writeTokenFile on an
+// earlier start, so that restarts keep it. A file others can read, or
+// anything but a regular file, is refused: its token may not be secret.
+func readGeneratedToken(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("readable by others (mode %v)", fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", errors.New("token shorter than 16 characters")
+	}
+	return t, nil
+}
+
+// writeTokenFile writes t to a new file, readable by the owner only, and
+// renames it to path: whatever was at path (a file of another mode, a
+// symbolic link) is replaced, never written through.
+func writeTokenFile(path, t string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".admin-token-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a successful rename, nothing
+	if _, err := f.WriteString(t + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // applyOverrides rebuilds the engine's overrides from the store, unless
@@ -418,12 +475,12 @@ func (a *App) AdminToken() string { return a.token }
 // in-flight requests finish (up to the shutdown timeout) and closes
 // everything.
 func (a *App) Serve(ctx context.Context) error {
+	defer a.close() // the store's lock and the databases, also when listening fails
 	if a.publicLn == nil {
 		if err := a.Listen(); err != nil {
 			return err
 		}
 	}
-	defer a.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,89 @@ func TestAdminToken(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(b.cfg.DataDir, "admin-token")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode %v", fi.Mode())
 	}
+}
+
+// A generated token is kept across restarts, unless its file is no
+// longer private: then it is replaced, never written through.
+func TestGeneratedAdminTokenKept(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	start := func() string {
+		t.Helper()
+		a, err := New(cfg, Options{Getenv: func(string) string { return "" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.close()
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("token file: %v, %v", fi.Mode(), err)
+		}
+		return a.AdminToken()
+	}
+	first := start()
+	if again := start(); again != first {
+		t.Errorf("restart generated a new token")
+	}
+
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if third := start(); third == first {
+		t.Errorf("a token others could read was kept")
+	}
+
+	other := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(other, []byte("someone-elses-file-0123456789\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, path); err != nil {
+		t.Fatal(err)
+	}
+	if got := start(); got == "someone-elses-file-0123456789" {
+		t.Errorf("a symbolic link's target was taken as the token")
+	}
+	if data, _ := os.ReadFile(other); string(data) != "someone-elses-file-0123456789\n" {
+		t.Errorf("the link's target was written through: %q", data)
+	}
+	if entries, _ := os.ReadDir(cfg.DataDir); slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".admin-token-") }) {
+		t.Errorf("a temporary token file was left behind: %v", entries)
+	}
+}
+
+// A server that cannot listen lets go of its store, so that another can
+// open it.
+func TestListenFailureReleasesStore(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = busy.Addr().String()
+	a, err := New(cfg, Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Serve(t.Context()); err == nil {
+		t.Fatal("Serve on a busy port succeeded")
+	}
+	cfg.Listen = "127.0.0.1:0"
+	b, err := New(cfg, Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatalf("a second server on the same data: %v", err)
+	}
+	b.close()
 }
 
 // Cloud ranges missing at start leave cloud rules inactive and /readyz

@@ -67,7 +67,7 @@ type App struct {
 	cloudMu   sync.Mutex
 	cloudSets []cloud.DataSet
 	cloudErr  error
-	cloudSeen map[string]time.Time // file -> mod time loaded
+	cloudSeen map[string]fileStamp // file -> what it was when last loaded
 
 	// applyMu serialises applying overrides, so that a list read earlier
 	// never replaces one read later; applied is the store version the
@@ -99,7 +99,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if opts.CloudPollInterval == 0 {
 		opts.CloudPollInterval = 30 * time.Second
 	}
-	a := &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: httpapi.NewMetrics(), cloudSeen: map[string]time.Time{}}
+	a := &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: httpapi.NewMetrics(), cloudSeen: map[string]fileStamp{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -331,30 +331,43 @@ func (a *App) hasApplied(v uint64) bool {
 	return a.haveApplied && a.applied >= v
 }
 
-// loadCloud (re)loads the cloud range files that exist and have changed.
-// A missing file leaves its provider without ranges; a bad file keeps the
-// last good table. At start a bad file is an error.
+// fileStamp is what a file was when it was loaded: a replacement that
+// keeps the old modification time (cp -p, rsync -t) seldom keeps the size
+// too.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// loadCloud (re)loads the cloud range files when any has changed. A file
+// missing at start leaves its provider without ranges. After that, a
+// file that is bad, unreadable or gone keeps the last good table serving,
+// every provider's, until it is fixed; the error is logged once and
+// reported by the data sets. At start a bad file is an error.
 func (a *App) loadCloud(start bool) error {
 	files := map[string]string{}
+	stamps := map[string]fileStamp{}
 	changed := false
 	a.cloudMu.Lock()
 	defer a.cloudMu.Unlock()
-	for provider, file := range a.cfg.CloudRanges {
+	for _, provider := range slices.Sorted(maps.Keys(a.cfg.CloudRanges)) {
+		file := a.cfg.CloudRanges[provider]
 		st, err := os.Stat(file)
-		if errors.Is(err, fs.ErrNotExist) {
+		_, loaded := a.cloudSeen[file]
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !loaded:
 			if start {
 				a.log.Warn("cloud ranges missing; rules for this provider are inactive", "provider", provider, "file", file)
 			}
-			if _, had := a.cloudSeen[file]; had {
-				changed = true
-			}
 			continue
-		}
-		if err != nil {
-			return fmt.Errorf("cloud_ranges.%s: %w", provider, err)
+		case errors.Is(err, fs.ErrNotExist):
+			return a.cloudFailed(start, fmt.Errorf("cloud_ranges.%s: %s is gone; the ranges loaded from it keep serving until it is back", provider, file))
+		case err != nil:
+			return a.cloudFailed(start, fmt.Errorf("cloud_ranges.%s: %w", provider, err))
 		}
 		files[provider] = file
-		if seen, had := a.cloudSeen[file]; !had || !seen.Equal(st.ModTime()) {
+		stamps[file] = fileStamp{st.ModTime(), st.Size()}
+		if seen, had := a.cloudSeen[file]; !had || !seen.mod.Equal(st.ModTime()) || seen.size != st.Size() {
 			changed = true
 		}
 	}
@@ -363,18 +376,13 @@ func (a *App) loadCloud(start bool) error {
 	}
 	table, sets, err := cloud.Load(files)
 	if err != nil {
-		a.cloudErr = err
-		if start {
-			return err
-		}
-		a.log.Error("cloud ranges not reloaded; the last good ones keep serving", "err", err)
-		return err
+		return a.cloudFailed(start, err)
 	}
 	a.cloudErr = nil
 	a.cloudSets = sets
-	clear(a.cloudSeen)
+	// The stamps from before loading: a file changed since is loaded again.
+	a.cloudSeen = stamps
 	for _, s := range sets {
-		a.cloudSeen[s.File] = s.ModTime
 		a.metrics.SetDataSet("cloud/"+s.Provider, s.ModTime, s.LoadedAt)
 	}
 	a.engine.SetSources(func(src *policy.Sources) {
@@ -388,6 +396,19 @@ func (a *App) loadCloud(start bool) error {
 		a.log.Info("cloud ranges reloaded", "prefixes", table.Len())
 	}
 	return nil
+}
+
+// cloudFailed records why the cloud ranges were not (re)loaded, and logs
+// it unless it is what the last poll already logged.
+func (a *App) cloudFailed(start bool, err error) error {
+	if start {
+		return err
+	}
+	if a.cloudErr == nil || a.cloudErr.Error() != err.Error() {
+		a.log.Error("cloud ranges not reloaded; the last good ones keep serving", "err", err)
+	}
+	a.cloudErr = err
+	return err
 }
 
 // dataSets is the admin API's /api/v1/datasets.

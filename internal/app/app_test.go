@@ -1,10 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -299,6 +302,84 @@ func TestCloudRangesAppear(t *testing.T) {
 	if !strings.Contains(string(b), `"cloud_error":"`) {
 		t.Errorf("datasets do not report the bad file: %s", b)
 	}
+}
+
+// After start, cloud range files that go bad, vanish or are replaced
+// keeping their modification time are handled as operators expect: the
+// last good ranges serve until a good file is back, each error is logged
+// once, and a replacement is noticed by its size too.
+func TestCloudRangesReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	awsFile := filepath.Join(dir, "aws.json")
+	aws := func(prefix string) []byte {
+		return fmt.Appendf(nil, `{"syncToken": "1", "createDate": "2026-11-30-00-00-00", "prefixes": [{"ip_prefix": %q, "region": "us-east-2", "service": "AMAZON", "network_border_group": "us-east-2"}], "ipv6_prefixes": []}`, prefix)
+	}
+	if err := os.WriteFile(awsFile, aws("198.51.100.0/24"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logged syncBuffer
+	a := newApp(t, "cloud_ranges: {aws: "+awsFile+"}", Options{CloudPollInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
+	serve(t, a)
+	eventually := func(what, ip, want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for hostFor(t, a, ip) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s goes to %s, want %s", what, ip, hostFor(t, a, ip), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	eventually("at start", "198.51.100.7", "aws.example")
+
+	// Gone: the last ranges keep serving, and the error is logged once.
+	if err := os.Remove(awsFile); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // twenty polls
+	eventually("file gone", "198.51.100.7", "aws.example")
+	if n := strings.Count(logged.String(), "is gone; the ranges loaded from it keep serving"); n != 1 {
+		t.Errorf("the vanished file was logged %d times, want once:\n%s", n, logged.String())
+	}
+
+	// Back, with other ranges but the same modification time as before,
+	// as cp -p leaves it: noticed by its size.
+	if err := os.WriteFile(awsFile, aws("203.0.113.0/25"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(awsFile, when, when); err != nil {
+		t.Fatal(err)
+	}
+	eventually("file back", "203.0.113.7", "aws.example")
+	eventually("file back", "198.51.100.7", "k8s.example")
+	if err := os.WriteFile(awsFile, aws("192.0.2.0/24"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(awsFile, when, when); err != nil {
+		t.Fatal(err)
+	}
+	eventually("replaced keeping its time", "192.0.2.7", "aws.example")
+}
+
+// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // A write to the store that did not come through this server's admin API

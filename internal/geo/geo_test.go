@@ -95,6 +95,8 @@ func TestLookupOfficialMaxMind(t *testing.T) {
 		{"IPv4-mapped country", "::ffff:89.160.20.112", asnWant{29518, "Bredband2 AB", true}, countryWant{"SE", "EU", true}},
 		{"6to4 alias", "2002:59a0:1470::1", asnWant{29518, "Bredband2 AB", true}, countryWant{"SE", "EU", true}},
 		{"Teredo alias", "2001:0:100:1::", asnWant{15169, "Google Inc.", true}, countryWant{}},
+		{"IPv4-compatible", "::1.0.0.1", asnWant{15169, "Google Inc.", true}, countryWant{}},
+		{"IPv4-compatible country", "::89.160.20.112", asnWant{29518, "Bredband2 AB", true}, countryWant{"SE", "EU", true}},
 		{"not in the data", "8.8.8.8", asnWant{}, countryWant{}},
 		{"private", "10.0.0.1", asnWant{}, countryWant{}},
 		{"loopback IPv6", "::1", asnWant{}, countryWant{}},

@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -246,5 +247,61 @@ func TestIPv4TreeUnderIPv6Network(t *testing.T) {
 		if got != want.ASN || ok != (want.ASN != 0) {
 			t.Errorf("value(%s) = ASN %d, %v; maxminddb decodes %d", s, got, ok, want.ASN)
 		}
+	}
+}
+
+// TestAliasesAsMaxMind checks the IPv6 forms of IPv4 addresses (6to4,
+// Teredo, IPv4-compatible ::a.b.c.d) against maxminddb, in a database
+// whose writer aliased 6to4 and Teredo to the IPv4 tree and in one whose
+// writer did not, with data of its own in 2002::/16 that is the same
+// record as an IPv4 network's: telling the two apart by comparing one
+// address's record took the second for aliased.
+func TestAliasesAsMaxMind(t *testing.T) {
+	t.Parallel()
+	rec := func(asn uint32) mmdbtype.DataType {
+		return mmdbtype.Map{"autonomous_system_number": mmdbtype.Uint32(asn)}
+	}
+	addrs := []string{"1.0.0.1", "8.8.8.8", "2002:100:1::1", "2002:808:808::1", "2001:0:808:808::", "2001:0:100:1::",
+		"::8.8.8.8", "::1.0.0.1", "::1", "::", "2001:db8::1"}
+	for _, aliasing := range []bool{true, false} {
+		t.Run(fmt.Sprintf("aliasing=%v", aliasing), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "asn.mmdb")
+			opts := geotest.Options("GeoLite2-ASN")
+			opts.DisableIPv4Aliasing = !aliasing
+			nets := map[string]mmdbtype.DataType{"1.0.0.0/24": rec(1), "8.8.8.0/24": rec(2)}
+			if !aliasing {
+				nets["2002::/16"] = rec(1)
+			}
+			if err := geotest.Write(path, opts, nets); err != nil {
+				t.Fatal(err)
+			}
+			h, _, err := openHandle(path, kindASN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := maxminddb.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			for _, s := range addrs {
+				a := netip.MustParseAddr(s)
+				var want struct {
+					ASN uint32 `maxminddb:"autonomous_system_number"`
+				}
+				if err := r.Lookup(a).Decode(&want); err != nil {
+					t.Fatal(err)
+				}
+				v, ok := h.value(a)
+				got := uint32(0)
+				if ok {
+					got = h.asn[v].asn
+				}
+				if got != want.ASN || ok != (want.ASN != 0) {
+					t.Errorf("value(%s) = ASN %d, %v; maxminddb decodes %d", s, got, ok, want.ASN)
+				}
+			}
+		})
 	}
 }

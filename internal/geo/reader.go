@@ -96,6 +96,10 @@ type handle struct {
 	// bits 32-63). Lookups there use the embedded IPv4 address, as
 	// maxminddb's own lookups do.
 	alias6to4, aliasTeredo bool
+	// compat4 is set for an IPv6 database, whose IPv4 tree is ::/96: an
+	// IPv4-compatible address (::a.b.c.d) is looked up as a.b.c.d there,
+	// as maxminddb does.
+	compat4 bool
 
 	info DataSet     // all but Err and Loaded
 	file os.FileInfo // identity of the file that was opened, to notice a replacement
@@ -112,6 +116,8 @@ func (h *handle) value(addr netip.Addr) (uint32, bool) {
 			addr = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
 		case h.aliasTeredo && b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0:
 			addr = netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]})
+		case h.compat4 && [12]byte(b[:12]) == [12]byte{}:
+			addr = netip.AddrFrom4([4]byte(b[12:]))
 		}
 	}
 	if addr.Is4() {
@@ -181,6 +187,21 @@ func readFile(path string, k kind, open func(string) (*maxminddb.Reader, error))
 		return nil, fmt.Errorf("not a readable MaxMind DB file: %w", err)
 	}
 	return build(r, k)
+}
+
+// aliased reports whether the database's writer pointed p at the IPv4
+// tree, as MaxMind's writers do for 6to4 and Teredo: walking p then finds
+// networks only when aliases are included. (Comparing the record of one
+// address with its IPv4 form's also takes for aliased a p with data of its
+// own that happens to be the same record.)
+func aliased(r *maxminddb.Reader, p netip.Prefix) bool {
+	for range r.NetworksWithin(p) {
+		return false
+	}
+	for range r.NetworksWithin(p, maxminddb.IncludeAliasedNetworks()) {
+		return true
+	}
+	return false
 }
 
 // build verifies the database and indexes it. Call it through readFile,
@@ -327,17 +348,9 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		}
 	}
 	if md.IPVersion == 6 {
-		for _, p := range probes {
-			if !p.addr.Is4() {
-				continue
-			}
-			b := p.addr.As4()
-			sixToFour := netip.AddrFrom16([16]byte{0x20, 0x02, b[0], b[1], b[2], b[3]})
-			teredo := netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0, b[0], b[1], b[2], b[3]})
-			h.alias6to4 = r.Lookup(sixToFour).Offset() == p.off
-			h.aliasTeredo = r.Lookup(teredo).Offset() == p.off
-			break
-		}
+		h.compat4 = true
+		h.alias6to4 = aliased(r, netip.MustParsePrefix("2002::/16"))
+		h.aliasTeredo = aliased(r, netip.MustParsePrefix("2001::/32"))
 	}
 
 	h.info.Networks = networks

@@ -55,8 +55,8 @@ func parseDigitalOcean(data []byte) ([]Range, string, error) {
 			return ""
 		}
 		prefix := field(0)
-		if strings.HasPrefix(prefix, "#") {
-			continue // a comment after leading blanks, which csv does not skip
+		if strings.HasPrefix(prefix, "#") || (prefix == "" && len(rec) == 1) {
+			continue // a comment after leading blanks, or a line of blanks, which csv does not skip
 		}
 		p, err := parsePrefix(prefix, anyFamily)
 		if err != nil {

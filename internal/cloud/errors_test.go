@@ -194,6 +194,12 @@ func TestParseTolerates(t *testing.T) {
 				{"digitalocean", "NL", "", mustPrefix("5.101.104.0/22")},
 				{"digitalocean", "US-NJ", "", mustPrefix("24.144.64.0/22")},
 			}},
+		{name: "geofeed line of blanks", provider: "digitalocean",
+			input: "5.101.96.0/21,NL\n   \n\t\n5.101.104.0/22,NL\n",
+			want: []Range{
+				{"digitalocean", "NL", "", mustPrefix("5.101.96.0/21")},
+				{"digitalocean", "NL", "", mustPrefix("5.101.104.0/22")},
+			}},
 		{name: "geofeed quoted field", provider: "digitalocean",
 			input: "5.101.96.0/21,NL,NL-NH,\"Amsterdam, Noord-Holland\",1098 XH\n",
 			want:  []Range{{"digitalocean", "NL-NH", "", mustPrefix("5.101.96.0/21")}}},

@@ -34,6 +34,9 @@ const (
 	// reads its config.
 	envoyDefaultConfig = "/etc/envoy/envoy.yaml"
 	publicPort         = "8080" // the host port Envoy is published on
+	// envoyUser is the envoyproxy/envoy image's envoy user: run as it, the
+	// image's entry point execs envoy without switching users.
+	envoyUser = "101:101"
 )
 
 // dockerPools are Docker's default address pools (the compose network's
@@ -68,6 +71,8 @@ type composeDeployment struct {
 	TokenEnv   string // the reghost environment variable holding the token
 	Images     map[string]string
 	EnvoyLua   []byte
+	// EnvoyConcurrency is Envoy's --concurrency, 0 without one.
+	EnvoyConcurrency int
 }
 
 // checkCompose checks the compose project loaded from root against the
@@ -112,17 +117,23 @@ func checkCompose(p *types.Project, root string, img image) (composeDeployment, 
 	if rg.Build == nil || rg.Build.Context != root || (rg.Build.Dockerfile != "" && rg.Build.Dockerfile != dockerfilePath) {
 		pr.add("compose: reghost does not build the repository's Dockerfile (build: %+v)", rg.Build)
 	}
-	if !rg.ReadOnly {
-		pr.add("compose: reghost has no read_only: true; the image writes only to its data volume")
+	// Both services: read-only root, no capabilities, no new privileges.
+	for _, s := range []types.ServiceConfig{rg, ev} {
+		if !s.ReadOnly {
+			pr.add("compose: %s has no read_only: true; it writes only to its volumes and tmpfs", s.Name)
+		}
+		if !slices.Contains(s.CapDrop, "ALL") || len(s.CapAdd) > 0 {
+			pr.add("compose: %s does not drop all capabilities (cap_drop: %q, cap_add: %q)", s.Name, s.CapDrop, s.CapAdd)
+		}
+		if !slices.Contains(s.SecurityOpt, "no-new-privileges:true") && !slices.Contains(s.SecurityOpt, "no-new-privileges") {
+			pr.add("compose: %s has no security_opt no-new-privileges:true (security_opt: %q)", s.Name, s.SecurityOpt)
+		}
 	}
 	if rg.User != img.User {
 		pr.add("compose: reghost user %q is not the image's USER %q", rg.User, img.User)
 	}
 	if !slices.Contains(rg.Tmpfs, "/tmp") {
 		pr.add("compose: reghost has no tmpfs /tmp (tmpfs: %q)", rg.Tmpfs)
-	}
-	if !slices.Contains(rg.CapDrop, "ALL") {
-		pr.add("compose: reghost does not drop all capabilities (cap_drop: %q)", rg.CapDrop)
 	}
 	args := []string(rg.Command)
 	if len(args) == 0 {
@@ -215,13 +226,32 @@ func checkCompose(p *types.Project, root string, img image) (composeDeployment, 
 	if _, ok := ev.DependsOn[composeReghost]; !ok {
 		pr.add("compose: envoy does not depend on reghost")
 	}
-	evBinds := binds(ev)
-	envoyFile := evBinds[envoyDefaultConfig]
-	if len(ev.Command) > 0 || len(ev.Entrypoint) > 0 {
-		pr.add("compose: envoy overrides the image's command; deploytest expects it to read %s", envoyDefaultConfig)
+	if ev.User != envoyUser {
+		pr.add("compose: envoy user %q is not the image's envoy user %q", ev.User, envoyUser)
 	}
+	// The image's entry point runs envoy with arguments that start with
+	// an option (and the image's command, -c envoyDefaultConfig, without).
+	if len(ev.Entrypoint) > 0 {
+		pr.add("compose: envoy overrides the image's entry point")
+	}
+	envoyArgs := []string(ev.Command)
+	envoyPath := envoyDefaultConfig
+	if len(envoyArgs) > 0 && !strings.HasPrefix(envoyArgs[0], "-") {
+		pr.add("compose: envoy's command %q does not start with an option: the image's entry point would not run envoy", envoyArgs)
+	}
+	if i := slices.Index(envoyArgs, "-c"); i >= 0 && i+1 < len(envoyArgs) {
+		envoyPath = envoyArgs[i+1]
+	} else if len(envoyArgs) > 0 {
+		pr.add("compose: envoy's command %q has no -c: Envoy would start without a config", envoyArgs)
+	}
+	dep.EnvoyConcurrency = envoyConcurrency(envoyArgs)
+	if dep.EnvoyConcurrency == 0 {
+		pr.add("compose: envoy has no --concurrency in %q: Envoy would start a worker per host CPU", envoyArgs)
+	}
+	evBinds := binds(ev)
+	envoyFile := evBinds[envoyPath]
 	if envoyFile == "" {
-		pr.add("compose: envoy mounts nothing at %s", envoyDefaultConfig)
+		pr.add("compose: envoy mounts nothing at %s", envoyPath)
 		return dep, pr
 	}
 	data, err := os.ReadFile(envoyFile)
@@ -358,6 +388,14 @@ func TestCompose(t *testing.T) {
 		{name: "trusted proxies", edits: []edit{{cfgFile, "trusted_proxies: [172.16.0.0/12, 192.168.0.0/16]", "trusted_proxies: [172.16.0.0/12]"}}, want: "do not cover Docker's address pool 192.168.0.0/16"},
 		{name: "data outside the volume", edits: []edit{{cfgFile, "country: /data/GeoLite2-Country.mmdb", "country: /etc/GeoLite2-Country.mmdb"}}, want: "/etc/GeoLite2-Country.mmdb is outside data_dir"},
 		{name: "config invalid", edits: []edit{{cfgFile, "redirect_status: 307", "redirect_status: 301"}}, want: "permanent redirect"},
+		{name: "Envoy writable root", edits: []edit{{composePath, "    user: \"101:101\"\n    read_only: true\n", "    user: \"101:101\"\n    read_only: false\n"}}, want: "envoy has no read_only: true"},
+		{name: "Envoy as root", edits: []edit{{composePath, `user: "101:101"`, `user: "0:0"`}}, want: `envoy user "0:0" is not the image's envoy user`},
+		{name: "Envoy capabilities", edits: []edit{{composePath, "    read_only: true\n    cap_drop:\n      - ALL\n    security_opt:\n      - no-new-privileges:true\n    restart", "    read_only: true\n    cap_drop:\n      - NET_RAW\n    security_opt:\n      - no-new-privileges:true\n    restart"}}, want: "envoy does not drop all capabilities"},
+		{name: "reghost new privileges", edits: []edit{{composePath, "      - no-new-privileges:true\n    restart: unless-stopped\n\n  envoy:", "      - no-new-privileges:false\n    restart: unless-stopped\n\n  envoy:"}}, want: "reghost has no security_opt no-new-privileges:true"},
+		{name: "Envoy entry point", edits: []edit{{composePath, `    command: ["-c"`, `    entrypoint: ["envoy"]` + "\n" + `    command: ["-c"`}}, want: "overrides the image's entry point"},
+		{name: "Envoy command", edits: []edit{{composePath, `command: ["-c", "/etc/envoy/envoy.yaml",`, `command: ["envoy", "-c", "/etc/envoy/envoy.yaml",`}}, want: "does not start with an option"},
+		{name: "Envoy config elsewhere", edits: []edit{{composePath, `command: ["-c", "/etc/envoy/envoy.yaml",`, `command: ["-c", "/etc/envoy/other.yaml",`}}, want: "envoy mounts nothing at /etc/envoy/other.yaml"},
+		{name: "Envoy no concurrency", edits: []edit{{composePath, `, "--concurrency", "2"]`, `]`}}, want: "envoy has no --concurrency"},
 		{name: "cluster elsewhere", edits: []edit{{envoyConfigPath, "{address: reghost, port_value: 8080}", "{address: redirector, port_value: 8080}"}}, want: `goes to "redirector"`},
 	}
 	for _, tc := range broken {

@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -34,7 +35,7 @@ import (
 // The objects the kustomization makes.
 const (
 	k8sNamespace   = "reghost"
-	k8sReghost     = "reghost" // Deployment, Service and PodDisruptionBudget
+	k8sReghost     = "reghost" // Deployment, Service, PodDisruptionBudget and NetworkPolicy
 	k8sEnvoy       = "envoy"   // the same
 	reghostReplica = 2
 )
@@ -47,6 +48,7 @@ type cluster struct {
 	ConfigMaps  map[string]*corev1.ConfigMap
 	Secrets     map[string]*corev1.Secret
 	PDBs        map[string]*policyv1.PodDisruptionBudget
+	Policies    map[string]*networkingv1.NetworkPolicy
 }
 
 // buildKustomization runs kustomize as `kubectl apply -k dir` does (files
@@ -61,6 +63,7 @@ func buildKustomization(dir string) (*cluster, error) {
 		Namespaces: map[string]*corev1.Namespace{}, Deployments: map[string]*appsv1.Deployment{},
 		Services: map[string]*corev1.Service{}, ConfigMaps: map[string]*corev1.ConfigMap{},
 		Secrets: map[string]*corev1.Secret{}, PDBs: map[string]*policyv1.PodDisruptionBudget{},
+		Policies: map[string]*networkingv1.NetworkPolicy{},
 	}
 	for _, r := range m.Resources() {
 		data, err := r.AsYAML()
@@ -82,6 +85,8 @@ func buildKustomization(dir string) (*cluster, error) {
 			obj, err = decodeInto(data, c.Secrets)
 		case "policy/v1 PodDisruptionBudget":
 			obj, err = decodeInto(data, c.PDBs)
+		case "networking.k8s.io/v1 NetworkPolicy":
+			obj, err = decodeInto(data, c.Policies)
 		default:
 			return nil, fmt.Errorf("%s %s: a kind deploytest does not check", gvk, r.GetName())
 		}
@@ -127,6 +132,8 @@ type k8sDeployment struct {
 	TokenEnv   string // the variable the reghost container gets the token in
 	ProbePaths []string
 	Images     map[string]string
+	// EnvoyConcurrency is Envoy's --concurrency, 0 without one.
+	EnvoyConcurrency int
 }
 
 // checkKubernetes checks the kustomize output against the image, the
@@ -158,6 +165,16 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 				}
 			}
 			checkSecurity(&p, where, pod.SecurityContext, ctr.SecurityContext)
+			// A preStop sleep, so that Services and load balancers stop
+			// sending before the process stops, and the time to finish.
+			if ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil || ctr.Lifecycle.PreStop.Sleep == nil || ctr.Lifecycle.PreStop.Sleep.Seconds <= 0 {
+				p.add("%s: no preStop sleep: traffic would still arrive after it stops", where)
+				continue
+			}
+			sleep := ctr.Lifecycle.PreStop.Sleep.Seconds
+			if g := pod.TerminationGracePeriodSeconds; g == nil || *g < sleep+10 {
+				p.add("%s: terminationGracePeriodSeconds %s leaves less than 10s after the preStop sleep of %ds", where, show(g), sleep)
+			}
 		}
 	}
 
@@ -282,6 +299,8 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 		p.add("k8s: reghost: GOMEMLIMIT %s is not 70-99%% of limits.memory %s", soft, memLimit.String())
 	}
 
+	checkNetworkPolicy(&p, c, ctr, lport, aport)
+
 	// Its Service: headless, so that Envoy's STRICT_DNS cluster sees
 	// every pod; the cluster's host and port.
 	rs, ok := c.Services[k8sReghost]
@@ -346,6 +365,14 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 			p.add("k8s: envoy.yaml health-checks %s, which the kubelet does not probe (%v)", hp, dep.ProbePaths)
 		}
 	}
+	// Envoy's workers: one per CPU of the limit, not of the node.
+	cpu := ectr.Resources.Limits[corev1.ResourceCPU]
+	dep.EnvoyConcurrency = envoyConcurrency(ectr.Args)
+	if n := dep.EnvoyConcurrency; n == 0 {
+		p.add("k8s: envoy: no --concurrency in %q: Envoy would start a worker per CPU of the node", ectr.Args)
+	} else if cpu.MilliValue() != int64(n)*1000 {
+		p.add("k8s: envoy: --concurrency %d, but limits.cpu %s: keep them equal", n, cpu.String())
+	}
 	listeners := ec.ListenerPorts()
 	for _, cp := range ectr.Ports {
 		if !slices.Contains(listeners, int(cp.ContainerPort)) {
@@ -398,6 +425,110 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 		}
 	}
 	return dep, p
+}
+
+// checkNetworkPolicy checks that NetworkPolicies admit to reghost's public
+// port (lport) the Envoy pods of the namespace and no other pod, and to its
+// admin port (aport) no pod. ctr is reghost's container, for named ports.
+func checkNetworkPolicy(p *problems, c *cluster, ctr corev1.Container, lport, aport int) {
+	rd := c.Deployments[k8sReghost]
+	var pols []*networkingv1.NetworkPolicy
+	for _, name := range slices.Sorted(maps.Keys(c.Policies)) {
+		np := c.Policies[name]
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			p.add("k8s: NetworkPolicy %s: podSelector: %v", name, err)
+			continue
+		}
+		if sel.Matches(labels.Set(rd.Spec.Template.Labels)) {
+			pols = append(pols, np)
+		}
+	}
+	if len(pols) == 0 {
+		p.add("k8s: no NetworkPolicy selects Deployment %s's pods: any pod could reach port %d and choose a client address", k8sReghost, lport)
+		return
+	}
+	envoyAdmitted := false
+	for _, np := range pols {
+		if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+			p.add("k8s: NetworkPolicy %s: policyTypes %v; want [Ingress]", np.Name, np.Spec.PolicyTypes)
+		}
+		for i, rule := range np.Spec.Ingress {
+			where := fmt.Sprintf("k8s: NetworkPolicy %s ingress[%d]", np.Name, i)
+			// covers reports whether the rule's ports include port; no
+			// ports means every port.
+			covers := func(port int) bool {
+				if len(rule.Ports) == 0 {
+					return true
+				}
+				for _, rp := range rule.Ports {
+					if rp.Protocol != nil && *rp.Protocol != corev1.ProtocolTCP {
+						continue
+					}
+					if rp.Port == nil {
+						return true
+					}
+					n, ok := containerPort(ctr, *rp.Port)
+					if !ok {
+						p.add("%s: port %s is not a port of reghost's container", where, rp.Port.String())
+						continue
+					}
+					if n == port || (rp.EndPort != nil && n < port && port <= int(*rp.EndPort)) {
+						return true
+					}
+				}
+				return false
+			}
+			if covers(aport) {
+				p.add("%s admits pods to the admin port %d; want none (kubectl port-forward needs no rule)", where, aport)
+			}
+			if !covers(lport) {
+				continue
+			}
+			if len(rule.From) == 0 {
+				p.add("%s admits every source to port %d; want Envoy's pods only", where, lport)
+			}
+			for _, peer := range rule.From {
+				if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil {
+					p.add("%s admits %+v to port %d; want Envoy's pods of the namespace only (a podSelector alone)", where, peer, lport)
+					continue
+				}
+				sel, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+				if err != nil {
+					p.add("%s: podSelector: %v", where, err)
+					continue
+				}
+				for _, name := range slices.Sorted(maps.Keys(c.Deployments)) {
+					if !sel.Matches(labels.Set(c.Deployments[name].Spec.Template.Labels)) {
+						continue
+					}
+					if name == k8sEnvoy {
+						envoyAdmitted = true
+					} else {
+						p.add("%s admits Deployment %s's pods to port %d; want Envoy's only", where, name, lport)
+					}
+				}
+			}
+		}
+	}
+	if !envoyAdmitted {
+		p.add("k8s: NetworkPolicy: Envoy's pods are not admitted to reghost's port %d: every pull would go to the default registry", lport)
+	}
+}
+
+// envoyConcurrency returns the value of --concurrency in Envoy's
+// arguments, or 0 when there is none or it is not a positive number.
+func envoyConcurrency(args []string) int {
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "--concurrency=")
+		if !ok && a == "--concurrency" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if n, err := strconv.Atoi(v); ok && err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
 }
 
 // show prints what a pointer points to, or "unset".
@@ -561,6 +692,9 @@ func TestKubernetes(t *testing.T) {
 				t.Errorf("image of %s: %q in Kubernetes, %q in compose", k8s, dep.Images[k8s], cdep.Images[compose])
 			}
 		}
+		if dep.EnvoyConcurrency != cdep.EnvoyConcurrency {
+			t.Errorf("Envoy --concurrency: %d in Kubernetes, %d in compose", dep.EnvoyConcurrency, cdep.EnvoyConcurrency)
+		}
 	})
 
 	broken := []struct {
@@ -602,6 +736,20 @@ func TestKubernetes(t *testing.T) {
 		{"Envoy port", []edit{{"envoy/deployment.yaml", "containerPort: 8080", "containerPort: 10000"}}, "container port http 10000; envoy.yaml listens on [8080]"},
 		{"client address lost", []edit{{"envoy/service.yaml", "externalTrafficPolicy: Local", "externalTrafficPolicy: Cluster"}}, "want LoadBalancer with Local"},
 		{"namespace", []edit{{"kustomization.yaml", "namespace: reghost\n", "namespace: default\n"}}, `namespace "default"`},
+		{"Envoy concurrency", []edit{{"envoy/deployment.yaml", `"--concurrency", "2"]`, `"--concurrency", "4"]`}}, "--concurrency 4, but limits.cpu 2"},
+		{"Envoy no concurrency", []edit{{"envoy/deployment.yaml", `, "--concurrency", "2"]`, `]`}}, "no --concurrency"},
+		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 10\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
+		{"Envoy grace too short", []edit{{"envoy/deployment.yaml", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 15"}}, "container envoy: terminationGracePeriodSeconds 15"},
+		{"NetworkPolicy missing", []edit{{"kustomization.yaml", "  - reghost/networkpolicy.yaml\n", ""}}, "no NetworkPolicy selects Deployment reghost's pods"},
+		{"NetworkPolicy wrong pods", []edit{{"reghost/networkpolicy.yaml", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost-v2"}}, "no NetworkPolicy selects Deployment reghost's pods"},
+		{"NetworkPolicy policyTypes", []edit{{"reghost/networkpolicy.yaml", "policyTypes: [Ingress]", "policyTypes: [Ingress, Egress]"}}, "policyTypes [Ingress Egress]; want [Ingress]"},
+		{"NetworkPolicy from anywhere", []edit{{"reghost/networkpolicy.yaml", "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: envoy\n      ports:", "    - ports:"}}, "admits every source to port 8080"},
+		{"NetworkPolicy other namespaces", []edit{{"reghost/networkpolicy.yaml", "        - podSelector:\n", "        - namespaceSelector: {}\n          podSelector:\n"}}, "want Envoy's pods of the namespace only"},
+		{"NetworkPolicy every pod", []edit{{"reghost/networkpolicy.yaml", "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: envoy\n", "        - podSelector: {}\n"}}, "admits Deployment reghost's pods to port 8080"},
+		{"NetworkPolicy Envoy label", []edit{{"reghost/networkpolicy.yaml", "              app.kubernetes.io/name: envoy\n", "              app.kubernetes.io/name: envoy-proxy\n"}}, "Envoy's pods are not admitted to reghost's port 8080"},
+		{"NetworkPolicy every port", []edit{{"reghost/networkpolicy.yaml", "      ports:\n        - protocol: TCP\n          port: http\n", ""}}, "admits pods to the admin port 9090"},
+		{"NetworkPolicy admin port", []edit{{"reghost/networkpolicy.yaml", "          port: http\n", "          port: http\n        - protocol: TCP\n          port: admin\n"}}, "admits pods to the admin port 9090"},
+		{"NetworkPolicy unknown port", []edit{{"reghost/networkpolicy.yaml", "          port: http\n", "          port: https\n"}}, "port https is not a port of reghost's container"},
 	}
 	for _, tc := range broken {
 		t.Run(tc.name, func(t *testing.T) {

@@ -89,8 +89,18 @@ local function default_registry(handle)
   return DEFAULT_REGISTRY
 end
 
+-- is_redirect_url accepts only "https://HOST/PATH" with a HOST that is_host
+-- accepts. reghost is trusted to choose among registries, so any such host
+-- passes; but plain http:// (a downgrade any on-path attacker could
+-- rewrite), an empty host and user info ("user@host", which hides the real
+-- host from a reader) are refused, and the client goes to the default
+-- registry instead, as on every other failure.
 local function is_redirect_url(s)
-  return type(s) == "string" and (s:sub(1, 8) == "https://" or s:sub(1, 7) == "http://")
+  if type(s) ~= "string" then
+    return false
+  end
+  local host = s:match("^https://([^/]*)/")
+  return host ~= nil and is_host(host)
 end
 
 -- decide asks reghost where to send the client. It returns the location,

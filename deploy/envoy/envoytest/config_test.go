@@ -195,6 +195,27 @@ func (w wiring) check(c *envoyConfig) []string {
 		bad("use_remote_address is not true: clients could choose their address with X-Forwarded-For")
 	}
 
+	// Edge hardening, per Envoy's "Configuring Envoy as an edge proxy":
+	// buffers and timeouts bounded, headers with underscores refused.
+	for _, l := range listeners {
+		if n := l.GetPerConnectionBufferLimitBytes(); n == nil || n.GetValue() == 0 || n.GetValue() > 32<<10 {
+			bad("listener %s per_connection_buffer_limit_bytes %v, want at most 32 KiB (Envoy's default is 1 MiB)", l.GetName(), n.GetValue())
+		}
+	}
+	if d := hcm.GetRequestHeadersTimeout().AsDuration(); d <= 0 || d > 10*time.Second {
+		bad("request_headers_timeout %v, want at most 10s (unset or 0 waits for headers forever)", d)
+	}
+	if d := hcm.GetStreamIdleTimeout().AsDuration(); hcm.GetStreamIdleTimeout() == nil || d <= 0 || d > 300*time.Second {
+		bad("stream_idle_timeout %v, want set and at most 300s", d)
+	}
+	opts := hcm.GetCommonHttpProtocolOptions()
+	if d := opts.GetIdleTimeout().AsDuration(); d <= 0 || d > 120*time.Second {
+		bad("common_http_protocol_options.idle_timeout %v, want at most 120s, reghost's own (unset is 1h)", d)
+	}
+	if a := opts.GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		bad("common_http_protocol_options.headers_with_underscores_action %v, want REJECT_REQUEST", a)
+	}
+
 	// Filters: Lua or ext_authz first, the router last.
 	filters := hcm.GetHttpFilters()
 	var names []string
@@ -466,6 +487,12 @@ func TestEnvoyConfigCheckerFails(t *testing.T) {
 		{"envoy-ext-authz.yaml", `value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"`, `value: "%REQ(x-real-ip)%"`, "does not set x-real-ip"},
 		{"envoy-ext-authz.yaml", "path_prefix: /ext_authz", "path_prefix: /authz", "path_prefix"},
 		{"envoy-ext-authz.yaml", "response_code: FOUND", "response_code: MOVED_PERMANENTLY", "fallback route redirects"},
+		{"envoy.yaml", "per_connection_buffer_limit_bytes: 32768", "per_connection_buffer_limit_bytes: 1048576", "per_connection_buffer_limit_bytes"},
+		{"envoy.yaml", "request_headers_timeout: 10s", "request_headers_timeout: 0s", "request_headers_timeout"},
+		{"envoy.yaml", "idle_timeout: 120s", "idle_timeout: 3600s", "common_http_protocol_options.idle_timeout"},
+		{"envoy-ext-authz.yaml", "stream_idle_timeout: 60s", "stream_idle_timeout: 0s", "stream_idle_timeout"},
+		{"envoy-ext-authz.yaml", "headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW", "headers_with_underscores_action"},
+		{"envoy-ext-authz.yaml", "    per_connection_buffer_limit_bytes: 32768\n", "", "per_connection_buffer_limit_bytes"},
 	} {
 		t.Run(tt.file+": "+tt.new, func(t *testing.T) {
 			lua := tt.file == "envoy.yaml"

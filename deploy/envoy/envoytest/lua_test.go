@@ -25,6 +25,14 @@ const (
 	backendNoCluster   backend = "no-cluster"   // no such cluster: httpCall raises
 )
 
+// backendLocationPrefix starts a backend that answers 200 with the rest of
+// its name as X-Reghost-Location; locationBackend makes one.
+const backendLocationPrefix = "location "
+
+func locationBackend(location string) backend {
+	return backend(backendLocationPrefix + location)
+}
+
 // scriptVariant names a version of the script under test.
 type scriptVariant string
 
@@ -104,6 +112,23 @@ func luaCases(fallback string) []luaCase {
 		{name: "reghost 200 without location", backend: backendEmpty200, req: get(ruleV4+":5555", manifest),
 			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
 		{name: "reghost 200 with a location that is no URL", backend: backendBadLocation, req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
+		// reghost picks the registry, so any https:// location with a valid
+		// host is followed; a downgrade to http://, a missing host or user
+		// info is not, and the client goes to the default registry.
+		{name: "reghost location on any valid https host", backend: locationBackend("https://evil-but-valid-host" + manifest), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: "https://evil-but-valid-host" + manifest, wantClient: ruleV4},
+		{name: "reghost location with a port", backend: locationBackend("https://registry.example:5000/v2/x"), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: "https://registry.example:5000/v2/x", wantClient: ruleV4},
+		{name: "reghost location http", backend: locationBackend("http://x.example/v2/"), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
+		{name: "reghost location https only", backend: locationBackend("https://"), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
+		{name: "reghost location empty host", backend: locationBackend("https:///v2/"), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
+		{name: "reghost location user info", backend: locationBackend("https://user@x.example/v2/"), req: get(ruleV4+":5555", manifest),
+			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
+		{name: "reghost location without a path", backend: locationBackend("https://x.example"), req: get(ruleV4+":5555", manifest),
 			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "without a usable x-reghost-location", wantClient: ruleV4},
 		{name: "Lua error in httpCall", backend: backendNoCluster, req: get(ruleV4+":5555", manifest),
 			wantStatus: "302", wantLocation: fb, wantWarn: true, wantWarnHas: "script error: http call cluster invalid. Must be configured", wantClient: ruleV4},
@@ -200,7 +225,14 @@ func clusterURLs(t *testing.T, b backend, reghost string) map[string]string {
 	case backendNoCluster:
 		return map[string]string{"other": reghost}
 	default:
-		t.Fatalf("unknown backend %q", b)
+		loc, ok := strings.CutPrefix(string(b), backendLocationPrefix)
+		if !ok {
+			t.Fatalf("unknown backend %q", b)
+		}
+		u = stubURL(t, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Reghost-Location", loc)
+			w.WriteHeader(http.StatusOK)
+		})
 	}
 	return map[string]string{"reghost": u, "reg-host-authority": u}
 }

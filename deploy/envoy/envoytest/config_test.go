@@ -21,6 +21,7 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -382,6 +383,15 @@ func (w wiring) check(c *envoyConfig) []string {
 	if len(rh.GetCircuitBreakers().GetThresholds()) == 0 {
 		bad("cluster reghost has no circuit_breakers")
 	}
+	// Envoy must drop an idle connection before reghost does (120s), or a
+	// request sent as reghost closes it fails.
+	var upstream upstreamhttpv3.HttpProtocolOptions
+	opt := rh.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+	if opt == nil || opt.UnmarshalTo(&upstream) != nil {
+		bad("cluster reghost has no upstream HttpProtocolOptions: idle connections stay an hour, past reghost's 120s")
+	} else if d := upstream.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration(); d <= 0 || d >= 120*time.Second {
+		bad("cluster reghost upstream idle_timeout %v, want under 120s, reghost's own", d)
+	}
 	return p
 }
 
@@ -493,6 +503,8 @@ func TestEnvoyConfigCheckerFails(t *testing.T) {
 		{"envoy-ext-authz.yaml", "stream_idle_timeout: 60s", "stream_idle_timeout: 0s", "stream_idle_timeout"},
 		{"envoy-ext-authz.yaml", "headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW", "headers_with_underscores_action"},
 		{"envoy-ext-authz.yaml", "    per_connection_buffer_limit_bytes: 32768\n", "", "per_connection_buffer_limit_bytes"},
+		{"envoy.yaml", "idle_timeout: 60s\n        explicit_http_config", "idle_timeout: 3600s\n        explicit_http_config", "upstream idle_timeout"},
+		{"envoy-ext-authz.yaml", "envoy.extensions.upstreams.http.v3.HttpProtocolOptions:", "envoy.extensions.upstreams.http.v3.HttpProtocolOptionz:", "no upstream HttpProtocolOptions"},
 	} {
 		t.Run(tt.file+": "+tt.new, func(t *testing.T) {
 			lua := tt.file == "envoy.yaml"

@@ -206,7 +206,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	path := filepath.Join(cfg.DataDir, "overrides.json")
 	s, err := store.OpenFile(path, log)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // it says "store: …" already
 	}
 	return s, nil
 }

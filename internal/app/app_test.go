@@ -77,6 +77,17 @@ func serve(t *testing.T, a *App) (stop func() error) {
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "", Options{})
+	// The admin listener reports when the request is being read, which
+	// makes it in flight: Shutdown waits for it.
+	active := make(chan struct{}, 1)
+	a.admin.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			select {
+			case active <- struct{}{}:
+			default:
+			}
+		}
+	}
 	stop := serve(t, a)
 
 	type result struct {
@@ -97,7 +108,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		got <- result{resp.StatusCode, len(b), err}
 	}()
-	time.Sleep(300 * time.Millisecond) // the profile is running
+	<-active
 	start := time.Now()
 	if err := stop(); err != nil {
 		t.Errorf("Serve: %v", err)
@@ -290,17 +301,22 @@ func TestCloudRangesAppear(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	// A bad replacement is refused; the last good table keeps serving.
+	// A bad replacement is refused, and reported in the admin API's data
+	// sets; the last good table keeps serving.
 	os.WriteFile(tmp, []byte("{"), 0o600)
 	os.Rename(tmp, awsFile)
-	time.Sleep(200 * time.Millisecond)
+	for {
+		b, _ := json.Marshal(a.dataSets())
+		if strings.Contains(string(b), `"cloud_error":"`) {
+			break
+		}
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("datasets do not report the bad file: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := where(); got != "aws.example" {
 		t.Errorf("after a bad file: %s", got)
-	}
-	sets := a.dataSets().(interface{}) // the admin API's view
-	b, _ := json.Marshal(sets)
-	if !strings.Contains(string(b), `"cloud_error":"`) {
-		t.Errorf("datasets do not report the bad file: %s", b)
 	}
 }
 
@@ -334,13 +350,22 @@ func TestCloudRangesReload(t *testing.T) {
 	}
 	eventually("at start", "198.51.100.7", "aws.example")
 
-	// Gone: the last ranges keep serving, and the error is logged once.
+	// Gone: the last ranges keep serving, and the error is logged once,
+	// however many polls see it.
 	if err := os.Remove(awsFile); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // twenty polls
+	const gone = "is gone; the ranges loaded from it keep serving"
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logged.String(), gone) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the vanished file was not reported:\n%s", logged.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // twenty more polls, to log it again if they would
 	eventually("file gone", "198.51.100.7", "aws.example")
-	if n := strings.Count(logged.String(), "is gone; the ranges loaded from it keep serving"); n != 1 {
+	if n := strings.Count(logged.String(), gone); n != 1 {
 		t.Errorf("the vanished file was logged %d times, want once:\n%s", n, logged.String())
 	}
 

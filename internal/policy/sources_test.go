@@ -88,9 +88,9 @@ func TestRealMaxMindData(t *testing.T) {
 		}
 	}
 	// A GCP address from the snapshot, by its published prefix.
-	d, _ := e.Explain(netip.MustParseAddr("34.1.208.1"), "/v2/", "")
-	if d.Facts.Cloud == "gcp" && d.Registry != "gcp" {
-		t.Errorf("gcp address: %+v", d)
+	d, err := e.Explain(netip.MustParseAddr("34.1.208.1"), "/v2/", "")
+	if err != nil || d.Facts.Cloud != "gcp" || d.Registry != "gcp" || d.Reason != "cloud:gcp" {
+		t.Errorf("gcp address: %+v (%v)", d, err)
 	}
 }
 

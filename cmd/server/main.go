@@ -25,7 +25,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config file (default: the embedded example, see internal/config/example.yaml)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	accessLog := fs.Bool("access-log", true, "log one line per public request")
+	accessLog := fs.Bool("access-log", true, "log one line per request, on both listeners")
 	printConfig := fs.Bool("print-example-config", false, "print the embedded example config and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2

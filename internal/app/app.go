@@ -112,6 +112,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.metrics.WatchDataSets(a.dataSetTimes)
 	a.engine, err = policy.New(policy.Config{
 		Registries: cfg.Registries,
 		Rules:      cfg.Rules,
@@ -201,7 +202,9 @@ func newServer(h *echo.Echo, log *slog.Logger) *http.Server {
 
 func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.Store != "" {
-		return nil, fmt.Errorf("store: %q: only the embedded store (store: \"\") is built in so far", cfg.Store)
+		// Not the URL itself: it may hold a password.
+		scheme, _, _ := strings.Cut(cfg.Store, "://")
+		return nil, fmt.Errorf("store: %s stores are not built in yet; only the embedded store (store: \"\") is", scheme)
 	}
 	path := filepath.Join(cfg.DataDir, "overrides.json")
 	s, err := store.OpenFile(path, log)
@@ -382,9 +385,6 @@ func (a *App) loadCloud(start bool) error {
 	a.cloudSets = sets
 	// The stamps from before loading: a file changed since is loaded again.
 	a.cloudSeen = stamps
-	for _, s := range sets {
-		a.metrics.SetDataSet("cloud/"+s.Provider, s.ModTime, s.LoadedAt)
-	}
 	a.engine.SetSources(func(src *policy.Sources) {
 		if table.Len() == 0 {
 			src.Cloud = nil
@@ -425,6 +425,23 @@ func (a *App) dataSets() any {
 		out.CloudErr = a.cloudErr.Error()
 	}
 	out.Providers = slices.Sorted(maps.Keys(a.cfg.CloudRanges))
+	return out
+}
+
+// dataSetTimes is what the data set gauges report: every loaded GeoIP
+// database and cloud ranges file.
+func (a *App) dataSetTimes() []httpapi.DataSetTimes {
+	var out []httpapi.DataSetTimes
+	for _, d := range a.geo.DataSets() {
+		if d.Loaded {
+			out = append(out, httpapi.DataSetTimes{Name: "geoip/" + d.Kind, Built: d.BuildTime, Loaded: d.LoadedAt})
+		}
+	}
+	a.cloudMu.Lock()
+	defer a.cloudMu.Unlock()
+	for _, s := range a.cloudSets {
+		out = append(out, httpapi.DataSetTimes{Name: "cloud/" + s.Provider, Built: s.ModTime, Loaded: s.LoadedAt})
+	}
 	return out
 }
 

@@ -506,3 +506,31 @@ func TestPublicListenerClosesSlowClients(t *testing.T) {
 		t.Fatalf("healthz after a slow client: %d", resp.StatusCode)
 	}
 }
+
+// The data set gauges report GeoIP databases and cloud ranges files, as
+// they are at the scrape.
+func TestDataSetMetrics(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "geoip: {asn: ../../testdata/maxmind/GeoLite2-ASN-Test.mmdb}\ncloud_ranges: {aws: ../../testdata/cloud/aws-ip-ranges.json}", Options{})
+	serve(t, a)
+	resp, err := http.Get("http://" + a.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	built := a.geo.DataSets()[0].BuildTime.Unix()
+	for _, want := range []string{
+		fmt.Sprintf(`reghost_dataset_build_timestamp_seconds{dataset="geoip/asn"} %.9e`, float64(built)),
+		`reghost_dataset_loaded_timestamp_seconds{dataset="geoip/asn"} `,
+		`reghost_dataset_build_timestamp_seconds{dataset="cloud/aws"} `,
+		`reghost_dataset_loaded_timestamp_seconds{dataset="cloud/aws"} `,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if built < time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC).Unix() {
+		t.Errorf("the test database's build time %d is not a real one", built)
+	}
+}

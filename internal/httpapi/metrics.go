@@ -22,8 +22,7 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
 	fallbacks *prometheus.CounterVec
-	dataBuilt *prometheus.GaugeVec
-	dataAge   *prometheus.GaugeVec
+	dataSets  *dataSetCollector
 
 	// Children of the vectors by label values, so that a request costs a
 	// map read instead of hashing its labels under the vector's lock.
@@ -95,16 +94,14 @@ func NewMetrics() *Metrics {
 			Name:      "fallbacks_total",
 			Help:      "Decisions that fell back to the default registry, by why.",
 		}, []string{"why"}),
-		dataBuilt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "reghost",
-			Name:      "dataset_build_timestamp_seconds",
-			Help:      "When each loaded data set was built or published, as a Unix time.",
-		}, []string{"dataset"}),
-		dataAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "reghost",
-			Name:      "dataset_loaded_timestamp_seconds",
-			Help:      "When each data set was loaded by this server, as a Unix time.",
-		}, []string{"dataset"}),
+		dataSets: &dataSetCollector{
+			built: prometheus.NewDesc("reghost_dataset_build_timestamp_seconds",
+				"When each loaded data set was built (GeoIP: the database's build time; cloud ranges: the file's modification time), as a Unix time.",
+				[]string{"dataset"}, nil),
+			loaded: prometheus.NewDesc("reghost_dataset_loaded_timestamp_seconds",
+				"When each data set was loaded by this server, as a Unix time.",
+				[]string{"dataset"}, nil),
+		},
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "reghost",
@@ -118,7 +115,7 @@ func NewMetrics() *Metrics {
 		Name:      "offheap_bytes",
 		Help:      "Memory mapped for range tables, compiled overrides and stored overrides outside the Go heap: part of the resident size, not of go_memstats.",
 	}, func() float64 { return float64(offheap.Bytes()) })
-	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataBuilt, m.dataAge, info, offHeap,
+	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataSets, info, offHeap,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -126,12 +123,42 @@ func NewMetrics() *Metrics {
 // Registry is where the collectors are registered, for /metrics.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
-// SetDataSet records a data set's build and load times.
-func (m *Metrics) SetDataSet(name string, built, loaded time.Time) {
-	if !built.IsZero() {
-		m.dataBuilt.WithLabelValues(name).Set(float64(built.Unix()))
+// DataSetTimes is when a data set was built and when this server loaded
+// it, for the data set gauges.
+type DataSetTimes struct {
+	Name          string // "geoip/asn", "cloud/aws", …
+	Built, Loaded time.Time
+}
+
+// WatchDataSets has the data set gauges report, at every scrape, the data
+// sets f returns. They reload on their own (GeoIP files are watched, cloud
+// ranges polled), so the gauges ask rather than being told.
+func (m *Metrics) WatchDataSets(f func() []DataSetTimes) { m.dataSets.f.Store(&f) }
+
+// dataSetCollector is the two data set gauges, read from a function.
+type dataSetCollector struct {
+	built, loaded *prometheus.Desc
+	f             atomic.Pointer[func() []DataSetTimes]
+}
+
+func (c *dataSetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.built
+	ch <- c.loaded
+}
+
+func (c *dataSetCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.f.Load()
+	if f == nil {
+		return
 	}
-	m.dataAge.WithLabelValues(name).Set(float64(loaded.Unix()))
+	for _, d := range (*f)() {
+		if !d.Built.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.built, prometheus.GaugeValue, float64(d.Built.Unix()), d.Name)
+		}
+		if !d.Loaded.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(d.Loaded.Unix()), d.Name)
+		}
+	}
 }
 
 // decided counts one decision. The reason's kind is the part before the

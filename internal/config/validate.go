@@ -55,7 +55,7 @@ func (c *Config) validate(p *problems) {
 
 // checkListen returns what is wrong with a listen address, or "".
 func checkListen(addr string) string {
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		reason := err.Error()
 		if ae, ok := errors.AsType[*net.AddrError](err); ok {
@@ -66,8 +66,8 @@ func checkListen(addr string) string {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Sprintf("%q: port %q is not a number from 0 to 65535", addr, port)
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	if host != "" && net.ParseIP(strings.Split(host, "%")[0]) == nil && !hostName.MatchString(host) {
+	ip, _, _ := strings.Cut(host, "%") // a zone is for the system to check
+	if host != "" && net.ParseIP(ip) == nil && !hostName.MatchString(host) {
 		return fmt.Sprintf("%q: %q is neither an IP address nor a host name", addr, host)
 	}
 	return ""

@@ -183,6 +183,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	})
 	a.public.ReadHeaderTimeout, a.public.ReadTimeout, a.public.IdleTimeout = 0, 0, 0
 	a.public.ConnState = a.publicWatch.ConnState
+	a.public.ConnContext = httpapi.ConnContext
 	a.admin = newServer(adm, a.log)
 	ok = true
 	return a, nil

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -34,7 +36,9 @@ func BenchmarkHandler(b *testing.B) {
 			h    http.Handler
 		}{{"baseline", base}, {"reghost", reghost}} {
 			b.Run(route.name+"/"+bc.name, func(b *testing.B) {
-				req := httptest.NewRequest("GET", route.path, nil)
+				// As the app serves it: the peer noted once for its connection.
+				conn := remoteConn{addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}}
+				req := httptest.NewRequestWithContext(ConnContext(context.Background(), conn), "GET", route.path, nil)
 				req.RemoteAddr = "127.0.0.1:5555"
 				req.Header.Set("X-Real-Ip", "89.160.20.112")
 				b.ReportAllocs()

@@ -62,7 +62,9 @@ func newPublicServer(t testing.TB, ci ClientIPConfig, status int) *httptest.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = ConnContext // as the app runs it
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -392,5 +394,37 @@ func TestClientIPZonedPeer(t *testing.T) {
 		t.Errorf("untrusted zoned peer: got %v, %v; want fe81::1 without its zone", got, err)
 	}
 }
+
+// ConnContext notes the peer as peer() would parse it from RemoteAddr:
+// without a zone, IPv4-mapped addresses as IPv4.
+func TestConnContextPeer(t *testing.T) {
+	t.Parallel()
+	for remote, want := range map[string]string{
+		"127.0.0.1:1":         "127.0.0.1",
+		"[::ffff:10.0.0.1]:2": "10.0.0.1",
+		"[fe80::1%eth0]:3":    "fe80::1",
+		"[2001:db8::1]:4":     "2001:db8::1",
+	} {
+		ctx := ConnContext(context.Background(), remoteConn{addr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
+		r := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
+		r.RemoteAddr = "not parsed: the connection's address is used"
+		if got := peer(r); got != netip.MustParseAddr(want) {
+			t.Errorf("%s: peer %v, want %s", remote, got, want)
+		}
+		r = httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if got := peer(r); got != netip.MustParseAddr(want) {
+			t.Errorf("%s parsed from RemoteAddr: peer %v, want %s", remote, got, want)
+		}
+	}
+}
+
+// remoteConn is a connection that has nothing but a remote address.
+type remoteConn struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.addr }
 
 var testTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}

@@ -272,7 +272,9 @@ func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override
 	case o.ID == "":
 		o.ID = newID()
 	}
-	now := a.cfg.Now().UTC().Truncate(time.Second)
+	// Not cut to the second: of two overrides with the same match the
+	// newer wins, and a tie would go to whichever random ID sorts first.
+	now := a.cfg.Now().UTC()
 	if o.CreatedAt.IsZero() {
 		o.CreatedAt = prev.CreatedAt
 	}

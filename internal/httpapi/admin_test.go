@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,12 @@ type adminEnv struct {
 
 func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
+	return newAdminEnvAt(t, func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) })
+}
+
+// newAdminEnvAt is newAdminEnv with the admin API's clock.
+func newAdminEnvAt(t *testing.T, now func() time.Time) *adminEnv {
+	t.Helper()
 	engine := testEngine(t)
 	st, err := store.OpenFile(filepath.Join(t.TempDir(), "overrides.json"), nil)
 	if err != nil {
@@ -42,7 +50,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	m := NewMetrics()
 	adm, err := NewAdmin(AdminConfig{Engine: engine, Store: st, Token: testToken, Apply: apply, Metrics: m,
 		DataSets: func() any { return map[string]string{"geoip": "test"} },
-		Now:      func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }})
+		Now:      now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +189,30 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64500},"registries":["hub"]}`)
 	if o, _ := body["override"].(map[string]any); code != 200 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "admin-api" {
 		t.Errorf("put of a new id: %d %v", code, body)
+	}
+}
+
+// Of two overrides with the same match, the newer wins however close
+// together they were made. (created_at was once cut to the second, and
+// a tie went to whichever random ID sorted first: with ten pairs, the
+// older would have won at least once but for one time in a thousand.)
+func TestAdminNewerOverrideWins(t *testing.T) {
+	t.Parallel()
+	var tick atomic.Int64
+	env := newAdminEnvAt(t, func() time.Time {
+		return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(tick.Add(1)) * time.Millisecond)
+	})
+	for i := range 10 {
+		cidr := fmt.Sprintf("203.0.%d.0/24", i)
+		for _, registry := range []string{"eu", "hub"} {
+			if code, body := env.call(t, "POST", "/api/v1/overrides", `{"match":{"cidr":"`+cidr+`"},"registries":["`+registry+`"]}`); code != 201 {
+				t.Fatalf("create %s -> %s: %d %v", cidr, registry, code, body)
+			}
+		}
+		client := fmt.Sprintf("203.0.%d.1", i)
+		if r := do(t, "GET", env.public.URL+"/", map[string]string{"X-Real-Ip": client}); r.body != "registry-1.docker.io" {
+			t.Errorf("%s went to %q; want the newer override's hub", client, r.body)
+		}
 	}
 }
 

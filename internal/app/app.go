@@ -238,6 +238,9 @@ func (a *App) adminToken() (string, error) {
 		return t, nil
 	}
 	path := filepath.Join(a.cfg.DataDir, "admin-token")
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // logged: where to find it, wherever the reader stands
+	}
 	t, err := readGeneratedToken(path)
 	if err == nil {
 		a.log.Info("no admin token configured; using the one generated before", "file", path)

@@ -168,6 +168,15 @@ func TestAdminToken(t *testing.T) {
 	if a.AdminToken() != "from-the-environment-0123" {
 		t.Errorf("token = %q", a.AdminToken())
 	}
+	// A token file comes first, trimmed of the newline editors add.
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("from-a-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newApp(t, "admin: {token_file: "+file+"}\n", Options{Getenv: func(string) string { return "from-the-environment-0123" }})
+	if f.AdminToken() != "from-a-file-0123456789" {
+		t.Errorf("token with a token file = %q", f.AdminToken())
+	}
 	b := newApp(t, "", Options{})
 	data, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "admin-token"))
 	if err != nil || strings.TrimSpace(string(data)) != b.AdminToken() || len(b.AdminToken()) < 32 {

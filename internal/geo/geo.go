@@ -269,7 +269,7 @@ func (s *slot) load(force bool) error {
 	s.log.Info("geo: database loaded", "kind", s.kind, "file", s.path,
 		"database_type", h.info.DatabaseType, "build_time", h.info.BuildTime,
 		"networks", h.info.Networks, "records", h.info.Records, "prefixes", h.info.Prefixes,
-		"schema", h.info.Schema, "took", h.took.Round(time.Millisecond))
+		"schema", h.info.Schema, "took", h.took.Round(time.Millisecond).String())
 	return nil
 }
 

@@ -1,13 +1,17 @@
 package geo_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/reghost/reghost/internal/geo"
@@ -252,6 +256,33 @@ func TestDataSets(t *testing.T) {
 	}
 	if sets[0].File != officialASN || sets[1].File != officialCity {
 		t.Errorf("files = %q, %q", sets[0].File, sets[1].File)
+	}
+}
+
+// The load is logged in words an operator reads: which database, and
+// how long it took, not enum and nanosecond numbers.
+func TestLoadLogged(t *testing.T) {
+	t.Parallel()
+	var logged bytes.Buffer
+	open(t, geo.Config{ASN: officialASN, Country: officialCity, Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
+	kinds := map[string]bool{}
+	for line := range strings.Lines(logged.String()) {
+		var l struct {
+			Msg, Kind, File, Took string
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if l.Msg != "geo: database loaded" {
+			continue
+		}
+		if _, err := time.ParseDuration(l.Took); err != nil {
+			t.Errorf("took %q is not a duration: %s", l.Took, line)
+		}
+		kinds[l.Kind] = true
+	}
+	if !kinds["asn"] || !kinds["country"] || len(kinds) != 2 {
+		t.Errorf("kinds logged %v, want asn and country:\n%s", kinds, logged.String())
 	}
 }
 

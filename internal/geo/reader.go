@@ -30,6 +30,9 @@ func (k kind) String() string {
 	return "country"
 }
 
+// MarshalText has JSON logs say "asn" or "country" rather than 0 or 1.
+func (k kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
 // Database types whose records hold neither ASN nor country data. They are
 // refused by name before their records are walked; any other type is judged
 // by its records.

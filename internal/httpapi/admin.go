@@ -73,7 +73,12 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 		cfg.Apply = func(context.Context) error { return nil }
 	}
 	a := &admin{cfg: cfg, token: []byte(cfg.Token)}
-	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: echo.ExtractIPDirect()})
+	// Without the catch-all routes Echo adds to groups with middleware,
+	// a method a path does not take is 405 with Allow, not 404. Paths
+	// and methods that do not exist reveal nothing the API's documentation
+	// does not; every route there is behind the token.
+	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: echo.ExtractIPDirect(),
+		NoGroupAutoRegister404Routes: true})
 	e.Use(observe("admin", cfg.Metrics, cfg.AccessLog), middleware.Recover())
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.Registry(), promhttp.HandlerOpts{})))
 
@@ -358,6 +363,9 @@ func (a *admin) applied(c *echo.Context, op, id string, version uint64) {
 
 func (a *admin) explain(c *echo.Context) error {
 	ip := c.QueryParam("ip")
+	if ip == "" {
+		return c.JSON(http.StatusBadRequest, apiError{Error: "missing ?ip=, the client address to explain", Field: "ip"})
+	}
 	addr, err := parseClientAddr("ip", ip)
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, apiError{Error: err.Error(), Field: "ip"})

@@ -101,7 +101,8 @@ func TestAdminAuth(t *testing.T) {
 	t.Parallel()
 	env := newAdminEnv(t)
 	for _, auth := range []string{"", "Bearer ", "Bearer wrong-token-0123456789abcdef", "Basic " + testToken, testToken, "Bearer " + testToken + "x"} {
-		for _, path := range []string{"/api/v1/overrides", "/api/v1/explain?ip=1.2.3.4", "/api/v1/registries", "/api/v1/datasets"} {
+		for _, path := range []string{"/api/v1/overrides", "/api/v1/explain?ip=1.2.3.4", "/api/v1/registries", "/api/v1/datasets",
+			"/api/v1/overrides/x", "/debug/pprof/", "/debug/pprof/heap"} {
 			code, body := callWith(t, "GET", env.admin.URL+path, "", auth)
 			if code != http.StatusUnauthorized || body["error"] != "missing or wrong bearer token" {
 				t.Errorf("%q %s: %d %v", auth, path, code, body)
@@ -115,6 +116,17 @@ func TestAdminAuth(t *testing.T) {
 		if code, _ := callWith(t, "GET", env.admin.URL+"/api/v1/overrides", "", auth); code != 200 {
 			t.Errorf("right token, %q: %d", auth, code)
 		}
+	}
+	// A method a route does not take is 405, saying which it does.
+	req, _ := http.NewRequest("PATCH", env.admin.URL+"/api/v1/overrides/x", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if allow := r.Header.Get("Allow"); r.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(allow, "PUT") || !strings.Contains(allow, "DELETE") {
+		t.Errorf("PATCH: %d, Allow %q", r.StatusCode, allow)
 	}
 	if _, err := NewAdmin(AdminConfig{Token: "short"}); err == nil {
 		t.Error("short token accepted")
@@ -270,6 +282,9 @@ func TestAdminExplainRegistriesDataSetsMetrics(t *testing.T) {
 	}
 	if code, body := env.call(t, "GET", "/api/v1/explain?ip=bogus", ""); code != 400 || body["field"] != "ip" {
 		t.Errorf("explain bogus: %d %v", code, body)
+	}
+	if code, body := env.call(t, "GET", "/api/v1/explain", ""); code != 400 || body["error"] != "missing ?ip=, the client address to explain" {
+		t.Errorf("explain without ?ip=: %d %v", code, body)
 	}
 
 	req, _ := http.NewRequest("GET", env.admin.URL+"/api/v1/registries", nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -541,5 +542,56 @@ func TestDataSetMetrics(t *testing.T) {
 	}
 	if built < time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC).Unix() {
 		t.Errorf("the test database's build time %d is not a real one", built)
+	}
+}
+
+// The quick start: the embedded example, with no GeoIP or cloud data
+// downloaded, serves. Its CIDR rule decides, the rules that need data are
+// inactive, each missing file is logged once, and /readyz says which
+// data is not loaded. (Only the ports and the data directory are not the
+// example's, so that the test runs anywhere.)
+func TestEmbeddedExampleServesWithoutData(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse(config.Example(), "example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.AdminListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	for _, f := range append([]string{cfg.GeoIP.ASN, cfg.GeoIP.Country}, slices.Collect(maps.Values(cfg.CloudRanges))...) {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("%s exists here; the test wants the example's data missing", f)
+		}
+	}
+	var logged syncBuffer
+	a, err := New(cfg, Options{Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a)
+	if got := hostFor(t, a, "192.168.0.7"); got != "registry-1.docker.io" {
+		t.Errorf("192.168.0.7 (cidr rule) went to %q", got)
+	}
+	if got := hostFor(t, a, "89.160.20.112"); got != "us-west1-docker.pkg.dev" {
+		t.Errorf("89.160.20.112 (SE, but no GeoIP data) went to %q, want the default", got)
+	}
+	hostFor(t, a, "89.160.20.112") // a second decision logs nothing more
+	for _, f := range []string{cfg.GeoIP.ASN, cfg.GeoIP.Country} {
+		if n := strings.Count(logged.String(), `"file":"`+f+`"`); n != 1 {
+			t.Errorf("%s is mentioned in %d log lines, want 1:\n%s", f, n, logged.String())
+		}
+	}
+	resp, err := http.Get("http://" + a.PublicAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ready struct {
+		GeoIP map[string]bool `json:"geoip"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil || resp.StatusCode != 200 || ready.GeoIP["asn"] || ready.GeoIP["country"] {
+		t.Errorf("/readyz: %d %+v (%v); want 200 with GeoIP not loaded", resp.StatusCode, ready, err)
 	}
 }

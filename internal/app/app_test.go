@@ -595,3 +595,27 @@ func TestEmbeddedExampleServesWithoutData(t *testing.T) {
 		t.Errorf("/readyz: %d %+v (%v); want 200 with GeoIP not loaded", resp.StatusCode, ready, err)
 	}
 }
+
+// With the store unreachable, /readyz still answers 200, says so, and
+// decisions go on.
+func TestReadyzStoreUnreachable(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{})
+	serve(t, a)
+	if err := a.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + a.PublicAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ready Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil || resp.StatusCode != 200 ||
+		ready.Status != "degraded" || !strings.HasPrefix(ready.Store, "unreachable: ") {
+		t.Errorf("/readyz: %d %+v (%v); want 200, degraded, the store unreachable", resp.StatusCode, ready, err)
+	}
+	if got := hostFor(t, a, "192.0.2.1"); got != "k8s.example" {
+		t.Errorf("a decision with the store unreachable went to %q", got)
+	}
+}

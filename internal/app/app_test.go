@@ -619,3 +619,55 @@ func TestReadyzStoreUnreachable(t *testing.T) {
 		t.Errorf("a decision with the store unreachable went to %q", got)
 	}
 }
+
+// GET /api/v1/datasets reports what is loaded, from the files themselves:
+// file, type, build time, record counts and when this server loaded it.
+func TestAdminDataSets(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, `geoip: {asn: ../../testdata/maxmind/GeoLite2-ASN-Test.mmdb, country: ../../testdata/maxmind/GeoIP2-Country-Test.mmdb}
+cloud_ranges: {aws: ../../testdata/cloud/aws-ip-ranges.json}
+`, Options{})
+	serve(t, a)
+	req, _ := http.NewRequest("GET", "http://"+a.AdminAddr()+"/api/v1/datasets", nil)
+	req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		GeoIP []struct {
+			Kind         string    `json:"kind"`
+			File         string    `json:"file"`
+			DatabaseType string    `json:"database_type"`
+			BuildTime    time.Time `json:"build_time"`
+			Networks     int       `json:"networks"`
+			Records      int       `json:"records"`
+			LoadedAt     time.Time `json:"loaded_at"`
+		} `json:"geoip"`
+		Cloud []struct {
+			Provider string    `json:"provider"`
+			File     string    `json:"file"`
+			Records  int       `json:"records"`
+			ModTime  time.Time `json:"mod_time"`
+			LoadedAt time.Time `json:"loaded_at"`
+		} `json:"cloud"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d, %v", resp.StatusCode, err)
+	}
+	wantGeo := map[string]string{"asn": "GeoLite2-ASN", "country": "GeoIP2-Country"}
+	if len(got.GeoIP) != 2 {
+		t.Fatalf("geoip: %+v", got.GeoIP)
+	}
+	for _, g := range got.GeoIP {
+		if wantGeo[g.Kind] != g.DatabaseType || !strings.HasSuffix(g.File, ".mmdb") || g.BuildTime.IsZero() ||
+			g.Networks == 0 || g.Records == 0 || g.LoadedAt.IsZero() {
+			t.Errorf("geoip data set %+v", g)
+		}
+	}
+	if len(got.Cloud) != 1 || got.Cloud[0].Provider != "aws" || !strings.HasSuffix(got.Cloud[0].File, "aws-ip-ranges.json") ||
+		got.Cloud[0].Records < 1000 || got.Cloud[0].ModTime.IsZero() || got.Cloud[0].LoadedAt.IsZero() {
+		t.Errorf("cloud data sets %+v", got.Cloud)
+	}
+}

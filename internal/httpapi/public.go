@@ -237,12 +237,11 @@ func (p *public) redirect(c *echo.Context, location string) {
 	h := w.Header()
 	h[echo.HeaderLocation] = []string{location}
 	h[echo.HeaderCacheControl] = cacheControlNoStore
-	if c.Request().Method != http.MethodGet {
-		w.WriteHeader(p.status)
-		return
-	}
 	h[echo.HeaderContentType] = contentTypeHTML
 	w.WriteHeader(p.status)
+	if c.Request().Method != http.MethodGet {
+		return // HEAD: GET's headers, no body
+	}
 	_ = writePooled(w, func(b []byte) []byte {
 		b = append(b, `<a href="`...)
 		b = appendHTMLEscaped(b, location)

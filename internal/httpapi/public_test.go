@@ -184,6 +184,10 @@ func TestDirect(t *testing.T) {
 				if cc := r.header.Get("Cache-Control"); cc != "private, no-store" {
 					t.Errorf("Cache-Control = %q", cc)
 				}
+				// HEAD answers with GET's headers, as http.Redirect does.
+				if ct := r.header.Get("Content-Type"); ct != "text/html; charset=UTF-8" {
+					t.Errorf("Content-Type = %q", ct)
+				}
 				wantBody := ""
 				if tt.method == "GET" {
 					wantBody = `<a href="` + strings.ReplaceAll(tt.location, "&", "&amp;") + `">Temporary Redirect</a>.` + "\n"

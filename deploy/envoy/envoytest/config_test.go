@@ -21,6 +21,8 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	downstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	fixedheapv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -197,7 +199,34 @@ func (w wiring) check(c *envoyConfig) []string {
 	}
 
 	// Edge hardening, per Envoy's "Configuring Envoy as an edge proxy":
-	// buffers and timeouts bounded, headers with underscores refused.
+	// load shed before memory runs out, connections bounded.
+	om := b.GetOverloadManager()
+	monitors := map[string]bool{}
+	for _, m := range om.GetResourceMonitors() {
+		monitors[m.GetName()] = true
+	}
+	heaps := typedOf[*fixedheapv3.FixedHeapConfig](c)
+	if len(heaps) != 1 || !monitors["envoy.resource_monitors.fixed_heap"] || heaps[0].GetMaxHeapSizeBytes() == 0 || heaps[0].GetMaxHeapSizeBytes() > 256<<20 {
+		bad("overload_manager: want one fixed_heap monitor, at most 256 MiB (the Kubernetes container's limit); got %v", heaps)
+	}
+	conns := typedOf[*downstreamv3.DownstreamConnectionsConfig](c)
+	if len(conns) != 1 || !monitors["envoy.resource_monitors.global_downstream_max_connections"] || conns[0].GetMaxActiveDownstreamConnections() <= 0 {
+		bad("overload_manager: want a global_downstream_max_connections monitor with a limit; got %v", conns)
+	}
+	shed := false
+	for _, a := range om.GetActions() {
+		for _, tr := range a.GetTriggers() {
+			if a.GetName() == "envoy.overload_actions.stop_accepting_requests" && tr.GetName() == "envoy.resource_monitors.fixed_heap" &&
+				tr.GetThreshold().GetValue() > 0 && tr.GetThreshold().GetValue() < 1 {
+				shed = true
+			}
+		}
+	}
+	if !shed {
+		bad("overload_manager: no stop_accepting_requests action on the heap below its limit")
+	}
+
+	// Buffers and timeouts bounded, headers with underscores refused.
 	for _, l := range listeners {
 		if n := l.GetPerConnectionBufferLimitBytes(); n == nil || n.GetValue() == 0 || n.GetValue() > 32<<10 {
 			bad("listener %s per_connection_buffer_limit_bytes %v, want at most 32 KiB (Envoy's default is 1 MiB)", l.GetName(), n.GetValue())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -30,14 +31,14 @@ func TestMain(m *testing.M) {
 // being answered.)
 func TestSIGTERM(t *testing.T) {
 	dir := t.TempDir()
-	pub, adm := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "reghost.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "listen: %q\nadmin_listen: %q\ndata_dir: %s\nregistries:\n  - {name: hub, url: \"https://registry-1.docker.io\", default: true}\n",
-		pub, adm, dir), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndata_dir: %s\nregistries:\n  - {name: hub, url: \"https://registry-1.docker.io\", default: true}\n",
+		dir), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	const token = "signal-test-token-0123"
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,21 +55,26 @@ func TestSIGTERM(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 	defer func() {
 		if t.Failed() {
-			log, _ := os.ReadFile(logFile.Name())
+			log, _ := os.ReadFile(logPath)
 			t.Logf("server output:\n%s", log)
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + pub + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+
+	// The listeners' addresses, from the line that says it is serving.
+	var serving struct {
+		Listen      string `json:"listen"`
+		AdminListen string `json:"admin_listen"`
 	}
+	waitFor(t, "the server to start", func() bool {
+		log, _ := os.ReadFile(logPath)
+		for line := range strings.Lines(string(log)) {
+			if strings.Contains(line, `"msg":"reghost serving"`) {
+				return json.Unmarshal([]byte(line), &serving) == nil
+			}
+		}
+		return false
+	})
+	pub, adm := serving.Listen, serving.AdminListen
 
 	type answer struct {
 		status int
@@ -88,20 +94,36 @@ func TestSIGTERM(t *testing.T) {
 		resp.Body.Close()
 		inFlight <- answer{resp.StatusCode, len(b), err}
 	}()
-	time.Sleep(300 * time.Millisecond) // the profile is being taken
+	// In flight: its handler is running, as the server's goroutines show.
+	waitFor(t, "the profile to start", func() bool {
+		req, _ := http.NewRequest("GET", "http://"+adm+"/debug/pprof/goroutine?debug=2", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "net/http/pprof.Profile(")
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	waitFor(t, "the public listener to close", func() bool {
 		c, err := net.Dial("tcp", pub)
-		if err != nil {
-			break // the listener is closed
+		if err == nil {
+			c.Close()
 		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the server still accepts connections after SIGTERM")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err != nil
+	})
+	// Closed while the profile (a second long) was still being taken, and
+	// the process still there to finish it.
+	select {
+	case a := <-inFlight:
+		t.Fatalf("the profile was answered (%+v) before the listener closed: not a test of shutdown", a)
+	case <-exited:
+		t.Fatalf("the server exited (%v) with the profile in flight", waitErr)
+	default:
 	}
 	if a := <-inFlight; a.err != nil || a.status != 200 || a.size == 0 {
 		t.Errorf("the request in flight: %+v; want a 200 with the profile", a)
@@ -116,13 +138,14 @@ func TestSIGTERM(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
+// waitFor polls cond for up to ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	defer l.Close()
-	return l.Addr().String()
 }

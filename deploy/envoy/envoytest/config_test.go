@@ -206,24 +206,28 @@ func (w wiring) check(c *envoyConfig) []string {
 		monitors[m.GetName()] = true
 	}
 	heaps := typedOf[*fixedheapv3.FixedHeapConfig](c)
-	if len(heaps) != 1 || !monitors["envoy.resource_monitors.fixed_heap"] || heaps[0].GetMaxHeapSizeBytes() == 0 || heaps[0].GetMaxHeapSizeBytes() > 256<<20 {
-		bad("overload_manager: want one fixed_heap monitor, at most 256 MiB (the Kubernetes container's limit); got %v", heaps)
+	if len(heaps) != 1 || !monitors["envoy.resource_monitors.fixed_heap"] || heaps[0].GetMaxHeapSizeBytes() == 0 || heaps[0].GetMaxHeapSizeBytes() > 256<<20*4/5 {
+		bad("overload_manager: want one fixed_heap monitor, at most 80%% of the Kubernetes container's 256 MiB, so that Envoy sheds load before the kernel kills it; got %v", heaps)
 	}
 	conns := typedOf[*downstreamv3.DownstreamConnectionsConfig](c)
 	if len(conns) != 1 || !monitors["envoy.resource_monitors.global_downstream_max_connections"] || conns[0].GetMaxActiveDownstreamConnections() <= 0 {
 		bad("overload_manager: want a global_downstream_max_connections monitor with a limit; got %v", conns)
 	}
-	shed := false
+	onHeap := map[string]bool{} // actions the heap triggers below its limit
 	for _, a := range om.GetActions() {
 		for _, tr := range a.GetTriggers() {
-			if a.GetName() == "envoy.overload_actions.stop_accepting_requests" && tr.GetName() == "envoy.resource_monitors.fixed_heap" &&
-				tr.GetThreshold().GetValue() > 0 && tr.GetThreshold().GetValue() < 1 {
-				shed = true
+			if v := tr.GetThreshold().GetValue(); tr.GetName() == "envoy.resource_monitors.fixed_heap" && v > 0 && v < 1 {
+				onHeap[a.GetName()] = true
 			}
 		}
 	}
-	if !shed {
-		bad("overload_manager: no stop_accepting_requests action on the heap below its limit")
+	for _, action := range []string{"envoy.overload_actions.stop_accepting_requests", "envoy.overload_actions.reject_incoming_connections"} {
+		if !onHeap[action] {
+			bad("overload_manager: the heap does not trigger %s below its limit: new requests or connections would keep coming", action)
+		}
+	}
+	if !b.GetAdmin().GetIgnoreGlobalConnLimit() {
+		bad("admin: ignore_global_conn_limit is not set: at the connection limit, operators could not reach /stats")
 	}
 
 	// Buffers and timeouts bounded, headers with underscores refused.

@@ -141,7 +141,10 @@ func TestSlowResponse(t *testing.T) {
 // cut off, and a closed one is forgotten.
 func TestBusyConnectionIsKept(t *testing.T) {
 	t.Parallel()
-	addr, w := serve(t, Config{Header: 100 * time.Millisecond, Request: 100 * time.Millisecond, Idle: 100 * time.Millisecond})
+	// Limits of 300ms against requests every 20ms: only a stall of the
+	// test itself longer than the limit, on a loaded machine, could look
+	// like an idle connection.
+	addr, w := serve(t, Config{Header: 300 * time.Millisecond, Request: 300 * time.Millisecond, Idle: 300 * time.Millisecond})
 	var dials atomic.Int32
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
@@ -149,7 +152,7 @@ func TestBusyConnectionIsKept(t *testing.T) {
 			return (&net.Dialer{}).DialContext(ctx, network, a)
 		},
 	}}
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		resp, err := client.Get("http://" + addr + "/")
 		if err != nil {
 			t.Fatal(err)

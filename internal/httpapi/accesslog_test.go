@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -178,6 +179,113 @@ func TestStampCacheMatchesRFC3339Nano(t *testing.T) {
 			if want := tm.Format(time.RFC3339Nano); got != want {
 				t.Errorf("%v: got %q, want %q", tm, got, want)
 			}
+		}
+	}
+}
+
+// On a server with ConnContext a connection's requests note their
+// decisions in one place (requestInfo): each line must still carry its
+// own request's decision, and a request that decides nothing none.
+func TestAccessLogOneConnection(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	al := NewAccessLog(&buf)
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al, ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = ConnContext
+	srv.Start()
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	requests := []struct{ path, realIP, reason string }{
+		{"/", "89.160.20.112", "country:SE"},
+		{"/healthz", "1.0.0.1", ""},
+		{"/v2/pause/manifests/3.9", "1.0.0.1", "asn:15169"},
+		{"/nope", "89.160.20.112", ""},
+		{"/", "2a02:d180::1", "continent:EU"},
+	}
+	for _, r := range requests {
+		req, _ := http.NewRequest("GET", srv.URL+r.path, nil)
+		req.Header.Set("X-Real-IP", r.realIP)
+		resp, err := client.Transport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) // read to the end, or the connection is not reused
+		resp.Body.Close()
+	}
+	if err := al.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := buf.lines(t)
+	if len(lines) != len(requests) {
+		t.Fatalf("%d lines, want %d", len(lines), len(requests))
+	}
+	for i, r := range requests {
+		m := lines[i]
+		if m["peer"] != lines[0]["peer"] {
+			t.Fatalf("line %d from %v, line 0 from %v: the requests did not share a connection", i, m["peer"], lines[0]["peer"])
+		}
+		client := ""
+		if r.reason != "" {
+			client = r.realIP
+		}
+		if m["path"] != r.path || m["reason"] != r.reason || m["client"] != client {
+			t.Errorf("line %d: path %v, reason %q, client %q; want %s, %q, %q", i, m["path"], m["reason"], m["client"], r.path, r.reason, client)
+		}
+	}
+}
+
+// HTTP/2 serves a connection's requests at once: each must keep its own
+// decision (the race detector watches the rest).
+func TestAccessLogHTTP2(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	al := NewAccessLog(&buf)
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al, ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = ConnContext
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	client := srv.Client()
+	want := map[string]string{"89.160.20.112": "country:SE", "1.0.0.1": "asn:15169", "2a02:d180::1": "continent:EU", "192.168.0.7": "cidr:192.168.0.0/24"}
+	var wg sync.WaitGroup
+	var proto atomic.Value
+	for i := range 200 {
+		wg.Go(func() {
+			ip := [...]string{"89.160.20.112", "1.0.0.1", "2a02:d180::1", "192.168.0.7"}[i%4]
+			req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+			req.Header.Set("X-Real-IP", ip)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			proto.Store(resp.Proto)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if p := proto.Load(); p != "HTTP/2.0" {
+		t.Fatalf("served over %v, want HTTP/2.0", p)
+	}
+	if err := al.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := buf.lines(t)
+	if len(lines) != 200 {
+		t.Fatalf("%d lines, want 200", len(lines))
+	}
+	for _, m := range lines {
+		if c, _ := m["client"].(string); m["reason"] != want[c] {
+			t.Errorf("client %q logged with reason %v, want %q", c, m["reason"], want[c])
 		}
 	}
 }

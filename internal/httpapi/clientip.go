@@ -57,8 +57,8 @@ func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 // trusted. On a server with ConnContext it was found once for the
 // connection; otherwise it is parsed from RemoteAddr.
 func peer(r *http.Request) netip.Addr {
-	if a, ok := r.Context().Value(peerKey{}).(netip.Addr); ok {
-		return a
+	if ci := connOf(r); ci != nil && ci.peer.IsValid() {
+		return ci.peer
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -68,18 +68,35 @@ func peer(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap().WithZone("")
 }
 
-type peerKey struct{}
+// connInfo is what a server with ConnContext keeps for each connection.
+type connInfo struct {
+	peer netip.Addr // invalid when the peer is not a TCP address
+	// req is where the request being served notes its decision. An
+	// HTTP/1 connection serves its requests one after another, so one
+	// does for all of them, with no pool or per-request map (see
+	// requestInfo).
+	req reqInfo
+}
 
-// ConnContext is for the public server's http.Server.ConnContext: it
-// notes the peer's address once per connection, where every request
-// would otherwise parse it out of RemoteAddr again (a tenth of the
-// instructions reghost adds to a "GET /" behind a keep-alive proxy).
+type connKey struct{}
+
+// ConnContext is for the servers' http.Server.ConnContext. It notes the
+// peer's address once per connection, where every request would
+// otherwise parse it out of RemoteAddr again (a tenth of the
+// instructions reghost adds to a "GET /" behind a keep-alive proxy), and
+// gives the connection's requests one place to note their decisions.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	tcp, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok {
-		return ctx // not a TCP peer: requests parse RemoteAddr as ever
+	ci := new(connInfo)
+	if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ci.peer = tcp.AddrPort().Addr().Unmap().WithZone("")
 	}
-	return context.WithValue(ctx, peerKey{}, tcp.AddrPort().Addr().Unmap().WithZone(""))
+	return context.WithValue(ctx, connKey{}, ci)
+}
+
+// connOf returns what ConnContext keeps for r's connection, or nil.
+func connOf(r *http.Request) *connInfo {
+	ci, _ := r.Context().Value(connKey{}).(*connInfo)
+	return ci
 }
 
 // trusts reports whether a is a trusted proxy.

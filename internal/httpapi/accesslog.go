@@ -130,9 +130,9 @@ func (l *AccessLog) log(e *accessEntry) {
 	b = s.stamp.append(b, e.start)
 	b = append(b, `","level":"INFO","msg":"access","listener":"`...)
 	b = append(b, e.listener...)
-	b = appendField(b, "method", e.method)
-	b = appendField(b, "path", e.path)
-	b = appendField(b, "route", e.route)
+	b = appendField(b, `","method":"`, e.method)
+	b = appendField(b, `","path":"`, e.path)
+	b = appendField(b, `","route":"`, e.route)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, `,"duration_us":`...)
@@ -141,9 +141,9 @@ func (l *AccessLog) log(e *accessEntry) {
 	if e.client.IsValid() {
 		b = e.client.AppendTo(b)
 	}
-	b = appendField(b, "peer", e.peer)
-	b = appendField(b, "reason", e.reason)
-	b = appendField(b, "registry", e.registry)
+	b = appendField(b, `","peer":"`, e.peer)
+	b = appendField(b, `","reason":"`, e.reason)
+	b = appendField(b, `","registry":"`, e.registry)
 	b = append(b, "\"}\n"...)
 	if len(b) >= shardFlushSize {
 		_ = l.write(b)
@@ -162,13 +162,12 @@ func shardOf(peer string) int {
 	return int(h % accessLogShards)
 }
 
-// appendField closes the previous string value and appends `,"key":"value`
-// with value escaped for JSON.
-func appendField(b []byte, key, value string) []byte {
-	b = append(b, `","`...)
-	b = append(b, key...)
-	b = append(b, `":"`...)
-	return appendJSONEscaped(b, value)
+// appendField appends a string field after a string value: sep is the
+// previous value's closing quote, the comma and the key with its quotes
+// and colon (`","key":"`), in one constant, where four appends of its
+// pieces cost a fifth of a line's instructions. value is escaped for JSON.
+func appendField(b []byte, sep, value string) []byte {
+	return appendJSONEscaped(append(b, sep...), value)
 }
 
 // jsonSafe[c] is true for the bytes that stand for themselves in a JSON

@@ -267,10 +267,21 @@ var (
 	bodyPool            = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 )
 
-// appendHTMLEscaped appends s escaped as html.EscapeString would.
+// appendHTMLEscaped appends s escaped as html.EscapeString would. A
+// redirect's location has an ampersand or an apostrophe at most here and
+// there, so the runs between them are copied whole, where copying byte
+// by byte cost about a tenth of a /v2/ redirect's instructions.
 func appendHTMLEscaped(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
+	for {
+		i := 0
+		for i < len(s) && !htmlSpecial[s[i]] {
+			i++
+		}
+		b = append(b, s[:i]...)
+		if i == len(s) {
+			return b
+		}
+		switch s[i] {
 		case '&':
 			b = append(b, "&amp;"...)
 		case '\'':
@@ -281,12 +292,13 @@ func appendHTMLEscaped(b []byte, s string) []byte {
 			b = append(b, "&gt;"...)
 		case '"':
 			b = append(b, "&#34;"...)
-		default:
-			b = append(b, c)
 		}
+		s = s[i+1:]
 	}
-	return b
 }
+
+// htmlSpecial[c] is true for the bytes html.EscapeString replaces.
+var htmlSpecial = [256]bool{'&': true, '\'': true, '<': true, '>': true, '"': true}
 
 func (p *public) readyz(c *echo.Context) error {
 	if p.ready == nil {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -432,3 +433,13 @@ type remoteConn struct {
 func (c remoteConn) RemoteAddr() net.Addr { return c.addr }
 
 var testTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// The redirect's body escapes its location as html.EscapeString does.
+func TestAppendHTMLEscaped(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "https://r.example/v2/a/manifests/1", "&", "a&b'c<d>e\"f", "&&''<<>>\"\"", "x?n=1&last=a'b", "é&ü", "\x00<"} {
+		if got, want := string(appendHTMLEscaped([]byte("pre:"), s)), "pre:"+html.EscapeString(s); got != want {
+			t.Errorf("%q: got %q, want %q", s, got, want)
+		}
+	}
+}

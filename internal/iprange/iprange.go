@@ -7,10 +7,10 @@
 // miss on a server whose caches the network stack keeps evicting. Here the
 // IPv4 space is cut into contiguous ranges, each with one value, the most
 // specific prefix covering it winning; a lookup reads one entry of an
-// index by the address's top bits (16 for a large table, fewer for a small
-// one, so that its index stays in cache) and then, nearly always, one
-// cache line of ranges. A Table's arrays live off the Go heap
-// (internal/offheap), on huge pages when they fill one.
+// index by the address's top bits (up to 18: two to four ranges a block)
+// and then, nearly always, one cache line of ranges. A Table's arrays
+// live off the Go heap (internal/offheap), on huge pages when they fill
+// one.
 package iprange
 
 import (

@@ -309,9 +309,10 @@ func TestTouch(t *testing.T) {
 	_ = tab.Touch(^uint32(0))
 }
 
-// The index grows with the table, to 2^16 blocks at most.
+// The index grows with the table, two to four ranges a block, to 2^18
+// blocks at most.
 func TestIndexSize(t *testing.T) {
-	for _, c := range []struct{ prefixes, blocks int }{{0, 1}, {1, 1}, {8, 8}, {1000, 512}, {1 << 16, 1 << 16}, {1 << 18, 1 << 16}} {
+	for _, c := range []struct{ prefixes, blocks int }{{0, 1}, {1, 1}, {8, 8}, {1000, 512}, {1 << 16, 1 << 16}, {1 << 18, 1 << 18}, {1 << 19, 1 << 18}} {
 		var b Builder
 		for i := range c.prefixes {
 			_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 12), byte(i >> 4), byte(i << 4), 0}), 24), uint32(i))

@@ -62,17 +62,25 @@ func (t *Table) Lookup(ip uint32) (v uint32, ok bool) {
 	return v, v != None
 }
 
-// Touch reads the first memory a lookup of ip reads, and returns
-// something derived from it that means nothing. A caller about to look an
-// address up in several tables touches them all first and then looks up:
-// the cache misses of the tables then overlap rather than follow one
+// Touch reads the memory a lookup of ip reads, and returns something
+// derived from it that means nothing. A caller about to look an address
+// up in several tables touches them all first and then looks up: the
+// cache misses of the tables then overlap rather than follow one
 // another. The caller must use the result (a comparison will do), or the
 // compiler drops the reads.
+//
+// It reads the index entry and the first and last ranges the lookup
+// searches: a block of two to four ranges (see indexBits) spans one
+// cache line or two, so the binary search then finds its lines read.
+// Reading the first range only, lookups still missed 1.29 times a
+// decision after warming (bench/misses), against 0.62; decisions that
+// each wait for the one before (BenchmarkChooseChained) took 8% less.
 func (t *Table) Touch(ip uint32) uint64 {
 	if t == nil || len(t.idx) == 0 {
 		return 0
 	}
-	v := t.ents[t.idx[ip>>t.shift]]
+	hi := ip >> t.shift
+	v := t.ents[t.idx[hi]] ^ t.ents[t.idx[hi+1]]
 	runtime.KeepAlive(t)
 	return v
 }

@@ -282,28 +282,34 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-// Touch must be safe wherever Lookup is, and read what Lookup reads first.
+// Touch must be safe wherever Lookup is, and read the two ends of the
+// block Lookup searches: its result is the two ranges (start<<32 | value)
+// XORed.
 func TestTouch(t *testing.T) {
 	var zero *Table
 	if zero.Touch(1) != 0 || (&Table{}).Touch(1) != 0 {
 		t.Errorf("Touch of an empty table read something")
 	}
-	// A table of three ranges is one block: Touch reads its first range.
+	entry := func(start string, v uint32) uint64 {
+		return uint64(Uint32(netip.MustParseAddr(start)))<<32 | uint64(v)
+	}
+	// A table of three ranges is one block, from the first to the last.
 	var b Builder
 	_ = b.Add(netip.MustParsePrefix("10.0.0.0/8"), 7)
 	tab := b.Build()
-	if got := tab.Touch(10 << 24); got != None {
-		t.Errorf("Touch(10.0.0.0) in a one-block table = %#x, want the range 0.0.0.0 -> None", got)
+	if got, want := tab.Touch(10<<24), entry("0.0.0.0", None)^entry("11.0.0.0", None); got != want {
+		t.Errorf("Touch(10.0.0.0) in a one-block table = %#x, want %#x: the ranges at 0.0.0.0 and 11.0.0.0", got, want)
 	}
-	// With a range in every /16, blocks are /16s: 10.0.0.0 starts one, so
-	// the first range Touch reads there is the one Lookup finds.
+	// With a /24 in every /16, blocks are /16s: 10.0.0.0/16's search
+	// runs from the range of 10.0.0.0/24, over the gap after it, to the
+	// range starting the next block, at 10.1.0.0.
 	b = Builder{}
 	for h := range 1 << 16 {
 		_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(h >> 8), byte(h), 0, 0}), 24), uint32(h))
 	}
 	tab = b.Build()
-	if got, v := tab.Touch(10<<24), uint32(10<<8); uint32(got) != v || got>>32 != 10<<24 {
-		t.Errorf("Touch(10.0.0.0) = %#x, want the range 10.0.0.0 -> %d", got, v)
+	if got, want := tab.Touch(10<<24|5), entry("10.0.0.0", 10<<8)^entry("10.1.0.0", 10<<8|1); got != want {
+		t.Errorf("Touch(10.0.0.5) = %#x, want %#x: the ranges at 10.0.0.0 and 10.1.0.0", got, want)
 	}
 	_ = tab.Touch(0)
 	_ = tab.Touch(^uint32(0))

@@ -136,6 +136,26 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkChooseChained is Choose as a busy server makes it: over a
+// million random IPv4 addresses, so that the tables' lines are rarely in
+// the core's caches, and each decision waiting for the one before (the
+// next address depends on it), so that their misses cannot overlap as
+// a loop of independent lookups lets them.
+func BenchmarkChooseChained(b *testing.B) {
+	fs := loadFullScale(b)
+	e := newBenchEngine(b, fs, 100_000)
+	rng := rand.New(rand.NewPCG(5, 6))
+	addrs := make([]netip.Addr, 1<<20)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{byte(1 + rng.IntN(222)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+	}
+	i := 0
+	for b.Loop() {
+		d := e.Choose(addrs[i&(len(addrs)-1)])
+		i += 1 + len(d.Reason)&1
+	}
+}
+
 func BenchmarkLookupsOnly(b *testing.B) {
 	fs := loadFullScale(b)
 	b.ReportAllocs()

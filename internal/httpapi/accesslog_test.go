@@ -183,23 +183,31 @@ func TestStampCacheMatchesRFC3339Nano(t *testing.T) {
 	}
 }
 
-// On a server with ConnContext a connection's requests note their
-// decisions in one place (requestInfo): each line must still carry its
-// own request's decision, and a request that decides nothing none.
-func TestAccessLogOneConnection(t *testing.T) {
-	t.Parallel()
-	var buf syncBuffer
-	al := NewAccessLog(&buf)
+// newLoggingServer is a public server, not yet started, as the app runs
+// it (with ConnContext), trusting loopback, with its access log.
+func newLoggingServer(t *testing.T) (*httptest.Server, *AccessLog, *syncBuffer) {
+	t.Helper()
+	buf := new(syncBuffer)
+	al := NewAccessLog(buf)
 	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al, ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnContext = ConnContext
+	t.Cleanup(srv.Close)
+	return srv, al, buf
+}
+
+// On a server with ConnContext a connection's requests note their
+// decisions in one place (requestInfo): each line must still carry its
+// own request's decision, and a request that decides nothing none.
+func TestAccessLogOneConnection(t *testing.T) {
+	t.Parallel()
+	srv, al, buf := newLoggingServer(t)
 	srv.Start()
-	defer srv.Close()
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
-	defer client.CloseIdleConnections()
+	transport := &http.Transport{MaxConnsPerHost: 1}
+	defer transport.CloseIdleConnections()
 	requests := []struct{ path, realIP, reason string }{
 		{"/", "89.160.20.112", "country:SE"},
 		{"/healthz", "1.0.0.1", ""},
@@ -210,7 +218,7 @@ func TestAccessLogOneConnection(t *testing.T) {
 	for _, r := range requests {
 		req, _ := http.NewRequest("GET", srv.URL+r.path, nil)
 		req.Header.Set("X-Real-IP", r.realIP)
-		resp, err := client.Transport.RoundTrip(req)
+		resp, err := transport.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,17 +251,9 @@ func TestAccessLogOneConnection(t *testing.T) {
 // decision (the race detector watches the rest).
 func TestAccessLogHTTP2(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
-	al := NewAccessLog(&buf)
-	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al, ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnContext = ConnContext
+	srv, al, buf := newLoggingServer(t)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
-	defer srv.Close()
 	client := srv.Client()
 	want := map[string]string{"89.160.20.112": "country:SE", "1.0.0.1": "asn:15169", "2a02:d180::1": "continent:EU", "192.168.0.7": "cidr:192.168.0.0/24"}
 	var wg sync.WaitGroup
@@ -283,9 +283,17 @@ func TestAccessLogHTTP2(t *testing.T) {
 	if len(lines) != 200 {
 		t.Fatalf("%d lines, want 200", len(lines))
 	}
+	seen := map[string]int{}
 	for _, m := range lines {
-		if c, _ := m["client"].(string); m["reason"] != want[c] {
-			t.Errorf("client %q logged with reason %v, want %q", c, m["reason"], want[c])
+		c, _ := m["client"].(string)
+		if reason, ok := want[c]; !ok || m["reason"] != reason {
+			t.Errorf("client %q logged with reason %v, want %q", c, m["reason"], reason)
+		}
+		seen[c]++
+	}
+	for c := range want {
+		if seen[c] != 50 {
+			t.Errorf("%d lines for client %s, want 50", seen[c], c)
 		}
 	}
 }

@@ -80,9 +80,9 @@ type connInfo struct {
 
 type connKey struct{}
 
-// ConnContext is for the servers' http.Server.ConnContext. It notes the
-// peer's address once per connection, where every request would
-// otherwise parse it out of RemoteAddr again (a tenth of the
+// ConnContext is for the public server's http.Server.ConnContext. It
+// notes the peer's address once per connection, where every request
+// would otherwise parse it out of RemoteAddr again (a tenth of the
 // instructions reghost adds to a "GET /" behind a keep-alive proxy), and
 // gives the connection's requests one place to note their decisions.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {

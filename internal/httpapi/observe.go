@@ -26,7 +26,10 @@ const reqInfoKey = "reghost.info"
 // in Echo's per-request store, costs an allocation and map writes and
 // reads (together a tenth of the instructions reghost adds to a
 // "GET /"). Other servers, and HTTP/2, whose streams share a
-// connection, take the alternative.
+// connection, take the alternative. So a handler must note its decision
+// before it returns, never from a goroutine of its own, and a middleware
+// that replaces the request must keep a context derived from its
+// context.
 func requestInfo(c *echo.Context) *reqInfo {
 	r := c.Request()
 	if r.ProtoMajor == 1 {

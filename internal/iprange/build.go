@@ -133,13 +133,14 @@ func (ix *index6) node(first, last int) uint32 {
 }
 
 // indexBits sizes an index: two to four ranges a block, so that a
-// block's ranges nearly always share a cache line, and at most 2^max
-// blocks.
-func indexBits(ranges, max int) int { return min(bits.Len(uint(ranges/4)), max) }
+// block's ranges nearly always share a cache line, and at most
+// 2^maxBits blocks.
+func indexBits(ranges, maxBits int) int { return min(bits.Len(uint(ranges/4)), maxBits) }
 
 const (
-	// maxIndexBits4 allows a Table 1 MiB of index, which the largest,
-	// GeoIP tables of half a million ranges and more, take. At 2^16
+	// maxIndexBits4 allows a Table 1 MiB of index, which tables of
+	// half a million ranges and more take: the full-scale GeoIP ones
+	// have 750,000. At 2^16
 	// blocks (256 KiB) they held nine ranges a block, over two or three
 	// cache lines, and lookups missed the lines after the first, which
 	// Touch had read, one after another: bench/misses counted 2.4 such

@@ -138,9 +138,11 @@ func BenchmarkDecide(b *testing.B) {
 
 // BenchmarkChooseChained is Choose as a busy server makes it: over a
 // million random IPv4 addresses, so that the tables' lines are rarely in
-// the core's caches, and each decision waiting for the one before (the
-// next address depends on it), so that their misses cannot overlap as
-// a loop of independent lookups lets them.
+// the core's caches, one decision after another. The next address
+// depends on the decision before (on which rule matched, through a
+// branch the processor may guess), and a decision is longer than the
+// processor looks ahead, so consecutive decisions' misses overlap far
+// less than in a loop of independent lookups.
 func BenchmarkChooseChained(b *testing.B) {
 	fs := loadFullScale(b)
 	e := newBenchEngine(b, fs, 100_000)

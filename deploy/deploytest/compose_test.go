@@ -3,9 +3,9 @@ package deploytest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -13,8 +13,8 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -440,9 +440,10 @@ func TestComposeServer(t *testing.T) {
 
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	pub, adm := freePort(t), freePort(t)
+	// Ports the kernel picks when the server listens, read back from its
+	// log: a port found free beforehand could be taken in between.
 	cfgFile := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgFile, relocate(t, dep.ConfigFile, pub, adm, data), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, relocate(t, dep.ConfigFile, "127.0.0.1:0", "127.0.0.1:0", data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args := slices.Clone(img.Cmd)
@@ -452,7 +453,7 @@ func TestComposeServer(t *testing.T) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), dep.TokenEnv+"="+token)
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -485,12 +486,18 @@ func TestComposeServer(t *testing.T) {
 		}
 		return resp, err
 	}
-	pubURL, admURL := "http://"+pub, "http://"+adm
+	var serving struct {
+		Listen      string `json:"listen"`
+		AdminListen string `json:"admin_listen"`
+	}
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := get(pubURL+"/healthz", "")
-		if err == nil && resp.StatusCode == http.StatusOK {
-			break
+	for serving.Listen == "" {
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, `"msg":"reghost serving"`) {
+				if err := json.Unmarshal([]byte(line), &serving); err != nil {
+					t.Fatalf("the serving line: %v: %s", err, line)
+				}
+			}
 		}
 		select {
 		case err := <-exited:
@@ -499,10 +506,11 @@ func TestComposeServer(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/healthz: %v, %v", resp, err)
+			t.Fatal("no \"reghost serving\" line after 15s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	pubURL, admURL := "http://"+serving.Listen, "http://"+serving.AdminListen
 
 	def := dep.Config.Default()
 	for _, c := range []struct {
@@ -510,6 +518,7 @@ func TestComposeServer(t *testing.T) {
 		status      int
 		location    string
 	}{
+		{url: pubURL + "/healthz", status: http.StatusOK},
 		{url: pubURL + "/readyz", status: http.StatusOK},
 		{url: pubURL + "/v2/pause/manifests/3.9", status: dep.Config.RedirectStatus, location: def.URL + "/v2/pause/manifests/3.9"},
 		{url: admURL + "/api/v1/registries", bearer: token, status: http.StatusOK},
@@ -578,13 +587,21 @@ func relocate(t testing.TB, file, pub, adm, dataDir string) []byte {
 	return out
 }
 
-// freePort returns a loopback address with a port that was free just now.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+// syncBuffer is a bytes.Buffer that a process's output can be copied
+// into while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/logtest"
 )
 
 // The compose services, and what docker-compose.yml promises.
@@ -453,7 +453,7 @@ func TestComposeServer(t *testing.T) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), dep.TokenEnv+"="+token)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -585,23 +585,4 @@ func relocate(t testing.TB, file, pub, adm, dataDir string) []byte {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer that a process's output can be copied
-// into while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,11 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/logtest"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -344,7 +343,7 @@ func TestCloudRangesReload(t *testing.T) {
 	if err := os.WriteFile(awsFile, aws("198.51.100.0/24"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logged syncBuffer
+	var logged logtest.Buffer
 	a := newApp(t, "cloud_ranges: {aws: "+awsFile+"}", Options{CloudPollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
 	serve(t, a)
@@ -397,24 +396,6 @@ func TestCloudRangesReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually("replaced keeping its time", "192.0.2.7", "aws.example")
-}
-
-// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A write to the store that did not come through this server's admin API
@@ -562,7 +543,7 @@ func TestEmbeddedExampleServesWithoutData(t *testing.T) {
 			t.Fatalf("%s exists here; the test wants the example's data missing", f)
 		}
 	}
-	var logged syncBuffer
+	var logged logtest.Buffer
 	a, err := New(cfg, Options{Getenv: func(string) string { return "" }, Logger: slog.New(slog.NewJSONHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)

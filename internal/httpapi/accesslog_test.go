@@ -2,36 +2,26 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/reghost/reghost/internal/logtest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// accessLines returns the JSON lines written to buf, decoded.
+func accessLines(t *testing.T, buf *logtest.Buffer) []map[string]any {
+	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(buf.String()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -44,7 +34,7 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf logtest.Buffer
 	al := NewAccessLog(&buf)
 	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al,
 		ClientIP: ClientIPConfig{Header: "X-Forwarded-For", TrustedProxies: testTrusted}})
@@ -55,13 +45,13 @@ func TestAccessLog(t *testing.T) {
 	defer srv.Close()
 	do(t, "GET", srv.URL+"/v2/pause/manifests/3.9?n=1", map[string]string{"X-Forwarded-For": "89.160.20.112", "Authorization": "Bearer secret-token"})
 	do(t, "GET", srv.URL+"/nope/%22%0A%ff", nil)
-	if len(buf.lines(t)) != 0 {
+	if len(accessLines(t, &buf)) != 0 {
 		t.Error("lines written before Flush")
 	}
 	if err := al.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	lines := buf.lines(t)
+	lines := accessLines(t, &buf)
 	if len(lines) != 2 {
 		t.Fatalf("%d lines", len(lines))
 	}
@@ -83,7 +73,7 @@ func TestAccessLog(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339Nano, first["time"].(string)); err != nil {
 		t.Error(err)
 	}
-	if bytes.Contains(buf.b.Bytes(), []byte("secret-token")) {
+	if strings.Contains(buf.String(), "secret-token") {
 		t.Error("the access log holds the Authorization header")
 	}
 	if second := lines[1]; second["path"] != "/nope/\"\n\ufffd" || second["status"] != 404.0 || second["route"] != "unmatched" {
@@ -127,7 +117,7 @@ func BenchmarkAccessLog(b *testing.B) {
 // connection's lines in order, however the shards fill and flush.
 func TestAccessLogConcurrent(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf logtest.Buffer
 	l := NewAccessLog(&buf)
 	const conns, perConn = 40, 500
 	var wg sync.WaitGroup
@@ -145,7 +135,7 @@ func TestAccessLogConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := map[string]int{}
-	lines := buf.lines(t)
+	lines := accessLines(t, &buf)
 	for _, m := range lines {
 		peer, path := m["peer"].(string), m["path"].(string)
 		if want := "/v2/" + strconv.Itoa(next[peer]); path != want {
@@ -185,9 +175,9 @@ func TestStampCacheMatchesRFC3339Nano(t *testing.T) {
 
 // newLoggingServer is a public server, not yet started, as the app runs
 // it (with ConnContext), trusting loopback, with its access log.
-func newLoggingServer(t *testing.T) (*httptest.Server, *AccessLog, *syncBuffer) {
+func newLoggingServer(t *testing.T) (*httptest.Server, *AccessLog, *logtest.Buffer) {
 	t.Helper()
-	buf := new(syncBuffer)
+	buf := new(logtest.Buffer)
 	al := NewAccessLog(buf)
 	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: al, ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
 	if err != nil {
@@ -228,7 +218,7 @@ func TestAccessLogOneConnection(t *testing.T) {
 	if err := al.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	lines := buf.lines(t)
+	lines := accessLines(t, buf)
 	if len(lines) != len(requests) {
 		t.Fatalf("%d lines, want %d", len(lines), len(requests))
 	}
@@ -279,7 +269,7 @@ func TestAccessLogHTTP2(t *testing.T) {
 	if err := al.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	lines := buf.lines(t)
+	lines := accessLines(t, buf)
 	if len(lines) != 200 {
 		t.Fatalf("%d lines, want 200", len(lines))
 	}

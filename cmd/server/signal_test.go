@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/reghost/reghost/internal/logtest"
 )
 
 // When REGHOST_TEST_SERVER_ARGS is set, this test binary is the server:
@@ -61,20 +62,13 @@ func TestSIGTERM(t *testing.T) {
 	}()
 
 	// The listeners' addresses, from the line that says it is serving.
-	var serving struct {
-		Listen      string `json:"listen"`
-		AdminListen string `json:"admin_listen"`
-	}
+	var pub, adm string
 	waitFor(t, "the server to start", func() bool {
 		log, _ := os.ReadFile(logPath)
-		for line := range strings.Lines(string(log)) {
-			if strings.Contains(line, `"msg":"reghost serving"`) {
-				return json.Unmarshal([]byte(line), &serving) == nil
-			}
-		}
-		return false
+		var ok bool
+		pub, adm, ok = logtest.ServingAddrs(string(log))
+		return ok
 	})
-	pub, adm := serving.Listen, serving.AdminListen
 
 	type answer struct {
 		status int

@@ -3,7 +3,6 @@ package deploytest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -486,18 +485,12 @@ func TestComposeServer(t *testing.T) {
 		}
 		return resp, err
 	}
-	var serving struct {
-		Listen      string `json:"listen"`
-		AdminListen string `json:"admin_listen"`
-	}
 	deadline := time.Now().Add(15 * time.Second)
-	for serving.Listen == "" {
-		for line := range strings.Lines(logs.String()) {
-			if strings.Contains(line, `"msg":"reghost serving"`) {
-				if err := json.Unmarshal([]byte(line), &serving); err != nil {
-					t.Fatalf("the serving line: %v: %s", err, line)
-				}
-			}
+	var pub, adm string
+	for {
+		var ok bool
+		if pub, adm, ok = logtest.ServingAddrs(logs.String()); ok {
+			break
 		}
 		select {
 		case err := <-exited:
@@ -510,7 +503,7 @@ func TestComposeServer(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	pubURL, admURL := "http://"+serving.Listen, "http://"+serving.AdminListen
+	pubURL, admURL := "http://"+pub, "http://"+adm
 
 	def := dep.Config.Default()
 	for _, c := range []struct {

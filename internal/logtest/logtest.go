@@ -1,9 +1,12 @@
 // Package logtest has what tests need to read output (a logger's, a
-// child process's) while other goroutines are still writing it.
+// child process's, a server's) while other goroutines are still writing
+// it.
 package logtest
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"sync"
 )
 
@@ -25,4 +28,25 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// ServingAddrs returns the listeners' addresses from the line a reghost
+// server logs once it is listening ("reghost serving"), which tells a
+// test the ports the kernel picked for a config's port 0; ok is false
+// until the line is there.
+func ServingAddrs(output string) (public, admin string, ok bool) {
+	for line := range strings.Lines(output) {
+		if !strings.Contains(line, `"msg":"reghost serving"`) {
+			continue
+		}
+		var serving struct {
+			Listen      string `json:"listen"`
+			AdminListen string `json:"admin_listen"`
+		}
+		if json.Unmarshal([]byte(line), &serving) != nil {
+			return "", "", false
+		}
+		return serving.Listen, serving.AdminListen, true
+	}
+	return "", "", false
 }

@@ -74,14 +74,17 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
 	e.Use(observe("public", cfg.Metrics, cfg.AccessLog), middleware.Recover())
-	e.GET("/", p.host)
-	e.GET("/decide", p.decide)
+	// HEAD wherever GET is: uptime checks and load balancers probe with
+	// it, and net/http drops the body.
+	getHead := []string{http.MethodGet, http.MethodHead}
+	e.Match(getHead, "/", p.host)
+	e.Match(getHead, "/decide", p.decide)
 	e.Any("/v2", p.direct)
 	e.Any("/v2/*", p.direct)
 	e.Any("/ext_authz", p.extAuthz)
 	e.Any("/ext_authz/*", p.extAuthz)
-	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/readyz", p.readyz)
+	e.Match(getHead, "/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.Match(getHead, "/readyz", p.readyz)
 	return e, nil
 }
 

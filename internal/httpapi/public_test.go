@@ -327,6 +327,30 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// TestHeadWhereGet: every GET route answers HEAD with GET's status and
+// headers and no body, and other methods get 405 naming both.
+func TestHeadWhereGet(t *testing.T) {
+	t.Parallel()
+	srv := newPublicServer(t, ClientIPConfig{Header: "X-Real-IP"}, 0)
+	client := map[string]string{"X-Real-IP": "89.160.20.112", "X-Original-Path": "/v2/pause/manifests/3.9"}
+	for _, path := range []string{"/", "/decide", "/healthz", "/readyz"} {
+		get := do(t, "GET", srv.URL+path, client)
+		head := do(t, "HEAD", srv.URL+path, client)
+		if get.status != 200 || head.status != get.status || head.body != "" {
+			t.Errorf("%s: GET %d, HEAD %d with body %q", path, get.status, head.status, head.body)
+		}
+		for _, k := range []string{"Content-Type", "Content-Length", "X-Reghost-Registry"} {
+			if head.header.Get(k) != get.header.Get(k) {
+				t.Errorf("%s: HEAD %s %q, GET's %q", path, k, head.header.Get(k), get.header.Get(k))
+			}
+		}
+		post := do(t, "POST", srv.URL+path, client)
+		if allow := post.header.Get("Allow"); post.status != 405 || !strings.Contains(allow, "GET") || !strings.Contains(allow, "HEAD") {
+			t.Errorf("%s: POST %d, Allow %q", path, post.status, allow)
+		}
+	}
+}
+
 func TestExtAuthz(t *testing.T) {
 	t.Parallel()
 	srv := newPublicServer(t, ClientIPConfig{Header: "X-Real-IP"}, 0)

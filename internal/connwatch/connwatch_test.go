@@ -119,6 +119,26 @@ func TestSlowHeaderOnKeptAliveConnection(t *testing.T) {
 	closedWithin(t, c, r, 5*time.Second)
 }
 
+// A request pipelined behind another, its header left unfinished, is
+// already buffered by net/http when the first is answered: the idle
+// limit bounds it (see the package comment), so it cannot outstay an
+// idle connection.
+func TestPipelinedPartialHeaderIsBounded(t *testing.T) {
+	t.Parallel()
+	addr, _ := serve(t, Config{Header: long, Request: long, Idle: 300 * time.Millisecond})
+	c, r := dial(t, addr)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	closedWithin(t, c, r, 5*time.Second)
+}
+
 func TestIdleConnection(t *testing.T) {
 	t.Parallel()
 	addr, _ := serve(t, Config{Header: long, Request: long, Idle: 300 * time.Millisecond})

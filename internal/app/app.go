@@ -226,14 +226,14 @@ func (a *App) adminToken() (string, error) {
 			return "", fmt.Errorf("admin.token_file: %w", err)
 		}
 		t := strings.TrimSpace(string(b))
-		if len(t) < 16 {
-			return "", fmt.Errorf("admin.token_file: %s: token shorter than 16 characters", f)
+		if err := checkToken(t); err != nil {
+			return "", fmt.Errorf("admin.token_file: %s: %w", f, err)
 		}
 		return t, nil
 	}
 	if t := strings.TrimSpace(a.opts.Getenv("REGHOST_ADMIN_TOKEN")); t != "" {
-		if len(t) < 16 {
-			return "", errors.New("REGHOST_ADMIN_TOKEN: shorter than 16 characters")
+		if err := checkToken(t); err != nil {
+			return "", fmt.Errorf("REGHOST_ADMIN_TOKEN: %w", err)
 		}
 		return t, nil
 	}
@@ -260,6 +260,21 @@ func (a *App) adminToken() (string, error) {
 	}
 	a.log.Warn("no admin token configured; generated one", "file", path)
 	return t, nil
+}
+
+// checkToken refuses a token too short to be secret, or one that no
+// Authorization header can carry: every admin call would then fail.
+// The token itself is never in the error.
+func checkToken(t string) error {
+	if len(t) < 16 {
+		return errors.New("token shorter than 16 characters")
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return fmt.Errorf("token has a space, a control character or non-ASCII at byte %d; a bearer token is visible ASCII only", i)
+		}
+	}
+	return nil
 }
 
 // readGeneratedToken reads a token written by writeTokenFile on an

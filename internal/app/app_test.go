@@ -177,6 +177,26 @@ func TestAdminToken(t *testing.T) {
 	if f.AdminToken() != "from-a-file-0123456789" {
 		t.Errorf("token with a token file = %q", f.AdminToken())
 	}
+	// A token no Authorization header can carry is refused at start,
+	// without the token in the error.
+	bad := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(bad, []byte("first-half-01234\nsecond-half-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ config, env string }{
+		{"admin: {token_file: " + bad + "}\n", ""},
+		{"", "spaced out token 0123456789"},
+		{"", "short"},
+	} {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())+tc.config), "test.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(cfg, Options{Getenv: func(string) string { return tc.env }})
+		if err == nil || strings.Contains(err.Error(), "half") || strings.Contains(err.Error(), "spaced") {
+			t.Errorf("token file %q, env %q: err %v", tc.config, tc.env, err)
+		}
+	}
 	b := newApp(t, "", Options{})
 	data, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "admin-token"))
 	if err != nil || strings.TrimSpace(string(data)) != b.AdminToken() || len(b.AdminToken()) < 32 {

@@ -107,8 +107,10 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 // auth checks "Authorization: Bearer <token>" in constant time.
 func (a *admin) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		// The scheme's name is case-insensitive (RFC 9110, 11.1).
+		// The scheme's name is case-insensitive, and one or more spaces
+		// may follow it (RFC 9110, 11.4).
 		scheme, got, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+		got = strings.TrimLeft(got, " ")
 		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="reghost admin"`)
 			return c.JSON(http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})

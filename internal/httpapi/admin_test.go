@@ -112,7 +112,7 @@ func TestAdminAuth(t *testing.T) {
 			t.Errorf("%q POST: %d", auth, code)
 		}
 	}
-	for _, auth := range []string{"Bearer " + testToken, "bearer " + testToken} {
+	for _, auth := range []string{"Bearer " + testToken, "bearer " + testToken, "Bearer   " + testToken} {
 		if code, _ := callWith(t, "GET", env.admin.URL+"/api/v1/overrides", "", auth); code != 200 {
 			t.Errorf("right token, %q: %d", auth, code)
 		}

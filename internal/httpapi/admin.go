@@ -15,6 +15,8 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -204,11 +206,42 @@ func parseTime(field, s string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
+	if _, off := t.Zone(); err == nil && (off <= -24*3600 || off >= 24*3600) {
+		// time.Parse takes "+24:00"; RFC 3339 and the store do not.
+		err = errors.New("offset out of range")
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%s: %q is not an RFC 3339 time, such as 2030-01-01T00:00:00Z", field, truncate(s, 64))
 	}
 	return t, nil
 }
+
+// unknownField names the field encoding/json refused as unknown, whose
+// error gives the quoted key alone: "match.<key>" when the key is not
+// one of the body's top level.
+func unknownField(data []byte, quoted string) string {
+	key, err := strconv.Unquote(quoted)
+	if err != nil {
+		return "body"
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return key
+	}
+	if _, atTop := top[key]; !atTop || slices.Contains(overrideKeys, key) {
+		return "match." + key
+	}
+	return key
+}
+
+// overrideKeys are the top-level keys of an override's body.
+var overrideKeys = func() (keys []string) {
+	t := reflect.TypeFor[overrideBody]()
+	for i := range t.NumField() {
+		keys = append(keys, t.Field(i).Tag.Get("json"))
+	}
+	return keys
+}()
 
 // jsonKind names what a Go type takes in JSON, for decoding errors.
 func jsonKind(t reflect.Type) string {
@@ -244,6 +277,9 @@ func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return rules.Override{}, fmt.Errorf("%s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return rules.Override{}, fmt.Errorf("%s: unknown field", unknownField(data, name))
 		}
 		return rules.Override{}, fmt.Errorf("body: invalid JSON: %w", err)
 	}

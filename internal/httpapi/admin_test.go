@@ -245,7 +245,9 @@ func TestAdminOverrideValidation(t *testing.T) {
 		{"no registries", `{"match":{"asn":1},"registries":[]}`, "registries", "registries: empty; list at least one registry"},
 		{"bad id", `{"id":"a b","match":{"asn":1},"registries":["hub"]}`, "id", `id: "a b" must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`},
 		{"expired already", `{"match":{"asn":1},"registries":["hub"],"expires_at":"2026-11-23T11:00:00Z"}`, "expires_at", "expires_at: 2026-11-23T11:00:00Z is not in the future"},
-		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "body", `body: invalid JSON: json: unknown field "colour"`},
+		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "colour", "colour: unknown field"},
+		{"unknown match field", `{"match":{"asn":1,"colour":"red"},"registries":["hub"]}`, "match.colour", "match.colour: unknown field"},
+		{"top-level field in match", `{"match":{"asn":1,"note":"x"},"registries":["hub"]}`, "match.note", "match.note: unknown field"},
 		{"not JSON", `{"match":`, "body", "body: invalid JSON: unexpected EOF"},
 		{"trailing brackets", `{"match":{"asn":1},"registries":["hub"]}}]`, "body", "body: more after the JSON object"},
 		{"two objects", `{"match":{"asn":1},"registries":["hub"]} {}`, "body", "body: more after the JSON object"},
@@ -253,6 +255,7 @@ func TestAdminOverrideValidation(t *testing.T) {
 		{"negative asn", `{"match":{"asn":-1},"registries":["hub"]}`, "match.asn", "match.asn: a JSON number -1 where a number from 0 to 4294967295 belongs"},
 		{"registries as a string", `{"match":{"asn":1},"registries":"hub"}`, "registries", "registries: a JSON string where an array belongs"},
 		{"bad time", `{"match":{"asn":1},"registries":["hub"],"expires_at":"tomorrow"}`, "expires_at", `expires_at: "tomorrow" is not an RFC 3339 time, such as 2030-01-01T00:00:00Z`},
+		{"offset of 24 hours", `{"match":{"asn":1},"registries":["hub"],"expires_at":"2030-01-01T00:00:00+24:00"}`, "expires_at", `expires_at: "2030-01-01T00:00:00+24:00" is not an RFC 3339 time, such as 2030-01-01T00:00:00Z`},
 		{"bad created_at", `{"match":{"asn":1},"registries":["hub"],"created_at":"2026-11-23"}`, "created_at", `created_at: "2026-11-23" is not an RFC 3339 time, such as 2030-01-01T00:00:00Z`},
 	}
 	for _, tt := range tests {

@@ -394,6 +394,12 @@ func (a *App) loadCloud(start bool) error {
 		}
 	}
 	if !changed && !start {
+		// Every file is as last loaded: whatever went wrong since (a file
+		// moved away and back, a bad copy replaced by the good one) is over.
+		if a.cloudErr != nil {
+			a.log.Info("cloud ranges files are back as they were loaded", "was", a.cloudErr)
+			a.cloudErr = nil
+		}
 		return nil
 	}
 	table, sets, err := cloud.Load(files)
@@ -440,6 +446,9 @@ func (a *App) dataSets() any {
 		CloudErr  string          `json:"cloud_error,omitempty"`
 		Providers []string        `json:"cloud_configured"`
 	}{GeoIP: a.geo.DataSets(), Cloud: a.cloudSets}
+	if out.Cloud == nil {
+		out.Cloud = []cloud.DataSet{} // [], not null, when none is loaded
+	}
 	if a.cloudErr != nil {
 		out.CloudErr = a.cloudErr.Error()
 	}

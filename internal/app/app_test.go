@@ -418,6 +418,56 @@ func TestCloudRangesReload(t *testing.T) {
 	eventually("replaced keeping its time", "192.0.2.7", "aws.example")
 }
 
+// A cloud ranges file moved away and back unchanged is reported gone,
+// and then no more: the error in the admin API's data sets clears.
+func TestCloudErrorClearsWhenFileIsBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	awsFile := filepath.Join(dir, "aws.json")
+	data, err := os.ReadFile("../../testdata/cloud/aws-ip-ranges.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(awsFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(t, "cloud_ranges: {aws: "+awsFile+"}", Options{CloudPollInterval: 10 * time.Millisecond})
+	serve(t, a)
+	cloudError := func() string {
+		b, _ := json.Marshal(a.dataSets())
+		var ds struct {
+			Cloud    []json.RawMessage `json:"cloud"`
+			CloudErr string            `json:"cloud_error"`
+		}
+		if err := json.Unmarshal(b, &ds); err != nil || ds.Cloud == nil {
+			t.Fatalf("datasets %s: %v", b, err)
+		}
+		return ds.CloudErr
+	}
+	waitFor := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(cloudError()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: cloud_error %q", what, cloudError())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	aside := filepath.Join(dir, "aside.json")
+	if err := os.Rename(awsFile, aside); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("moved away", func(e string) bool { return strings.Contains(e, "is gone") })
+	if err := os.Rename(aside, awsFile); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("moved back", func(e string) bool { return e == "" })
+	if got := hostFor(t, a, "99.77.162.1"); got != "aws.example" {
+		t.Errorf("after the file came back: %s", got)
+	}
+}
+
 // A write to the store that did not come through this server's admin API
 // (as from another replica, once stores are shared) reaches the engine
 // through the change notifications.

@@ -77,10 +77,18 @@ func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	return c, bufio.NewReader(c)
 }
 
+const wholeRequest = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
 // request sends a whole request and reads its response.
 func request(t *testing.T, c net.Conn, r *bufio.Reader) {
 	t.Helper()
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	exchange(t, c, r, wholeRequest)
+}
+
+// exchange sends raw and reads one response.
+func exchange(t *testing.T, c net.Conn, r *bufio.Reader, raw string) {
+	t.Helper()
+	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(r, nil)
@@ -127,15 +135,7 @@ func TestPipelinedPartialHeaderIsBounded(t *testing.T) {
 	t.Parallel()
 	addr, _ := serve(t, Config{Header: long, Request: long, Idle: 300 * time.Millisecond})
 	c, r := dial(t, addr)
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	exchange(t, c, r, wholeRequest+"GET / HTTP/1.1\r\nHost: x\r\n")
 	closedWithin(t, c, r, 5*time.Second)
 }
 

@@ -262,7 +262,8 @@ func (a *App) adminToken() (string, error) {
 	return t, nil
 }
 
-// checkToken refuses a token too short to be secret, or one that no
+// checkToken refuses a token too short to be secret, or one with a
+// control character (a newline inside a token file, say), which no
 // Authorization header can carry: every admin call would then fail.
 // The token itself is never in the error.
 func checkToken(t string) error {
@@ -270,8 +271,8 @@ func checkToken(t string) error {
 		return errors.New("token shorter than 16 characters")
 	}
 	for i := 0; i < len(t); i++ {
-		if t[i] <= ' ' || t[i] >= 0x7f {
-			return fmt.Errorf("token has a space, a control character or non-ASCII at byte %d; a bearer token is visible ASCII only", i)
+		if (t[i] < ' ' && t[i] != '\t') || t[i] == 0x7f {
+			return fmt.Errorf("token has a control character at byte %d, which no Authorization header can carry", i)
 		}
 	}
 	return nil
@@ -296,8 +297,8 @@ func readGeneratedToken(path string) (string, error) {
 		return "", err
 	}
 	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", errors.New("token shorter than 16 characters")
+	if err := checkToken(t); err != nil {
+		return "", err
 	}
 	return t, nil
 }
@@ -445,15 +446,20 @@ func (a *App) dataSets() any {
 		Cloud     []cloud.DataSet `json:"cloud"`
 		CloudErr  string          `json:"cloud_error,omitempty"`
 		Providers []string        `json:"cloud_configured"`
-	}{GeoIP: a.geo.DataSets(), Cloud: a.cloudSets}
-	if out.Cloud == nil {
-		out.Cloud = []cloud.DataSet{} // [], not null, when none is loaded
-	}
+	}{GeoIP: orEmpty(a.geo.DataSets()), Cloud: orEmpty(a.cloudSets),
+		Providers: orEmpty(slices.Sorted(maps.Keys(a.cfg.CloudRanges)))}
 	if a.cloudErr != nil {
 		out.CloudErr = a.cloudErr.Error()
 	}
-	out.Providers = slices.Sorted(maps.Keys(a.cfg.CloudRanges))
 	return out
+}
+
+// orEmpty is s, or an empty slice for nil: [] in JSON, not null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // dataSetTimes is what the data set gauges report: every loaded GeoIP

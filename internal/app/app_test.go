@@ -183,19 +183,24 @@ func TestAdminToken(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("first-half-01234\nsecond-half-0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ config, env string }{
-		{"admin: {token_file: " + bad + "}\n", ""},
-		{"", "spaced out token 0123456789"},
-		{"", "short"},
+	for _, tc := range []struct{ config, env, want string }{
+		{"admin: {token_file: " + bad + "}\n", "", "admin.token_file: " + bad + ": token has a control character at byte 16"},
+		{"", "half\x00and-half-0123456789", "REGHOST_ADMIN_TOKEN: token has a control character at byte 4"},
+		{"", "short", "REGHOST_ADMIN_TOKEN: token shorter than 16 characters"},
 	} {
 		cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())+tc.config), "test.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = New(cfg, Options{Getenv: func(string) string { return tc.env }})
-		if err == nil || strings.Contains(err.Error(), "half") || strings.Contains(err.Error(), "spaced") {
-			t.Errorf("token file %q, env %q: err %v", tc.config, tc.env, err)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "half-") {
+			t.Errorf("token file %q, env %q: err %v, want %q", tc.config, tc.env, err, tc.want)
 		}
+	}
+	// Spaces inside a token are carried whole ("Bearer" is cut at the
+	// first space only): a passphrase works.
+	if a := newApp(t, "", Options{Getenv: func(string) string { return "a pass phrase 0123456789" }}); a.AdminToken() != "a pass phrase 0123456789" {
+		t.Errorf("token with spaces = %q", a.AdminToken())
 	}
 	b := newApp(t, "", Options{})
 	data, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "admin-token"))
@@ -465,6 +470,22 @@ func TestCloudErrorClearsWhenFileIsBack(t *testing.T) {
 	waitFor("moved back", func(e string) bool { return e == "" })
 	if got := hostFor(t, a, "99.77.162.1"); got != "aws.example" {
 		t.Errorf("after the file came back: %s", got)
+	}
+}
+
+// With no GeoIP or cloud data configured, the data sets list none as empty
+// lists, not nulls.
+func TestDataSetsEmptyLists(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "", Options{})
+	b, err := json.Marshal(a.dataSets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"geoip":[]`, `"cloud":[]`, `"cloud_configured":[]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("data sets %s: no %s", b, want)
+		}
 	}
 }
 

@@ -11,8 +11,8 @@
 // A request's header is timed from the Read that brings its first byte.
 // The start of a request pipelined behind another and read with it is
 // already in net/http's buffer, so its header is under the idle limit
-// instead (as with net/http's deadlines when fewer than 4 of its bytes
-// came early).
+// until another byte of it arrives, and the header's limit from then (as
+// with net/http's deadlines when fewer than 4 of its bytes came early).
 //
 // Limits are rounded up to whole ticks (1 s by default), and a connection
 // over its limit is closed at most one tick later. Use it on a server

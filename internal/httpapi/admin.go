@@ -15,7 +15,6 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,8 +108,8 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 // auth checks "Authorization: Bearer <token>" in constant time.
 func (a *admin) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		// The scheme's name is case-insensitive, and one or more spaces
-		// may follow it (RFC 9110, 11.4).
+		// The scheme's name is case-insensitive (RFC 9110, 11.1), and one
+		// or more spaces may follow it (11.4).
 		scheme, got, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
 		got = strings.TrimLeft(got, " ")
 		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
@@ -217,31 +216,28 @@ func parseTime(field, s string) (time.Time, error) {
 }
 
 // unknownField names the field encoding/json refused as unknown, whose
-// error gives the quoted key alone: "match.<key>" when the key is not
-// one of the body's top level.
+// error gives the quoted key alone. The body is decoded again with its
+// match left raw: an unknown key then is at the top level, and if none
+// is, the one refused was inside match.
 func unknownField(data []byte, quoted string) string {
+	var top struct {
+		overrideBody
+		Match json.RawMessage `json:"match"` // shadows overrideBody's
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&top)
+	if q, ok := strings.CutPrefix(fmt.Sprint(err), "json: unknown field "); ok {
+		if key, err := strconv.Unquote(q); err == nil {
+			return key
+		}
+	}
 	key, err := strconv.Unquote(quoted)
 	if err != nil {
-		return "body"
+		return "match"
 	}
-	var top map[string]json.RawMessage
-	if json.Unmarshal(data, &top) != nil {
-		return key
-	}
-	if _, atTop := top[key]; !atTop || slices.Contains(overrideKeys, key) {
-		return "match." + key
-	}
-	return key
+	return "match." + key
 }
-
-// overrideKeys are the top-level keys of an override's body.
-var overrideKeys = func() (keys []string) {
-	t := reflect.TypeFor[overrideBody]()
-	for i := range t.NumField() {
-		keys = append(keys, t.Field(i).Tag.Get("json"))
-	}
-	return keys
-}()
 
 // jsonKind names what a Go type takes in JSON, for decoding errors.
 func jsonKind(t reflect.Type) string {

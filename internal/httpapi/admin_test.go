@@ -248,6 +248,8 @@ func TestAdminOverrideValidation(t *testing.T) {
 		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "colour", "colour: unknown field"},
 		{"unknown match field", `{"match":{"asn":1,"colour":"red"},"registries":["hub"]}`, "match.colour", "match.colour: unknown field"},
 		{"top-level field in match", `{"match":{"asn":1,"note":"x"},"registries":["hub"]}`, "match.note", "match.note: unknown field"},
+		{"top-level field in match, in other case", `{"Note":"x","match":{"asn":1,"Note":"y"},"registries":["hub"]}`, "match.Note", "match.Note: unknown field"},
+		{"unknown in both", `{"match":{"asn":1,"colour":1},"registries":["hub"],"shade":2}`, "shade", "shade: unknown field"},
 		{"not JSON", `{"match":`, "body", "body: invalid JSON: unexpected EOF"},
 		{"trailing brackets", `{"match":{"asn":1},"registries":["hub"]}}]`, "body", "body: more after the JSON object"},
 		{"two objects", `{"match":{"asn":1},"registries":["hub"]} {}`, "body", "body: more after the JSON object"},

@@ -102,6 +102,15 @@ func ContinentOf(country string) string {
 	return continentFromCLDR(code(i))
 }
 
+// IsCountry reports whether cc is, in upper case, one of the codes the
+// continent table lists: the 249 ISO 3166-1 alpha-2 codes assigned
+// today, and XK (Kosovo), which MaxMind uses. Reserved codes (UK, EU, UN)
+// and deleted ones (SU, YU, AN) are not: no database reports them.
+func IsCountry(cc string) bool {
+	i := codeIndex(cc)
+	return i != noCode && cc[0] <= 'Z' && cc[1] <= 'Z' && continentOf[i] != noCode
+}
+
 // continentFromCLDR maps a code the table does not list through CLDR region
 // containment, so that obsolete and newly assigned codes still get a
 // continent.

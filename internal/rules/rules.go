@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/language"
+	"github.com/reghost/reghost/internal/geo"
 )
 
 // Kind is the kind of a match, in decision order: a smaller Kind is more
@@ -166,15 +166,10 @@ func (m Match) Validate() error {
 
 // IsCountry reports whether cc is an ISO 3166-1 alpha-2 country code in
 // upper case, as GeoIP databases give them: the assigned codes, and XK
-// (Kosovo), which MaxMind uses. UK is refused: it is only reserved, and
-// the databases say GB.
-func IsCountry(cc string) bool {
-	if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' || cc == "UK" {
-		return false
-	}
-	r, err := language.ParseRegion(cc)
-	return err == nil && r.IsCountry() && r.String() == cc
-}
+// (Kosovo), which MaxMind uses. Reserved codes such as UK (the databases
+// say GB) and deleted ones such as SU are refused: a rule naming one
+// would never match.
+func IsCountry(cc string) bool { return geo.IsCountry(cc) }
 
 // Rule maps a match to registries in order of preference.
 type Rule struct {

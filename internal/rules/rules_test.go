@@ -85,7 +85,9 @@ func TestRuleAndOverride(t *testing.T) {
 
 func TestIsCountry(t *testing.T) {
 	t.Parallel()
-	for cc, want := range map[string]bool{"SE": true, "US": true, "GB": true, "XK": true, "UK": false, "EU": false, "ZZ": false, "se": false, "": false, "S": false} {
+	for cc, want := range map[string]bool{"SE": true, "US": true, "GB": true, "XK": true, "SS": true, "BQ": true, "AQ": true,
+		"UK": false, "EU": false, "ZZ": false, "se": false, "Se": false, "": false, "S": false, "S[": false,
+		"UN": false, "EZ": false, "FX": false, "SU": false, "YU": false, "CS": false, "AN": false, "ZR": false} {
 		if IsCountry(cc) != want {
 			t.Errorf("IsCountry(%q) = %v", cc, !want)
 		}

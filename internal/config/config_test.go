@@ -302,6 +302,10 @@ func TestParseErrors(t *testing.T) {
 		{"negative asn", "rules:\n  - match: {asn: -1}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: expected a whole number from 0 to 4294967295, got "-1"`},
 		{"word for bool", "registries:\n  - {name: a, url: 'https://a.example', default: maybe}\n", `c.yaml:2: registries[0].default: expected true or false, got "maybe"`},
 		{"quoted number", "redirect_status: '307'\n", `c.yaml:1: redirect_status: expected a whole number, got "307"`},
+		{"fraction for asn", "rules:\n  - match: {asn: 15169.9}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: expected a whole number from 0 to 4294967295, got "15169.9"`},
+		{"exponent for asn", "rules:\n  - match: {asn: 1.5e4}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: expected a whole number from 0 to 4294967295, got "1.5e4"`},
+		{"fraction for status", "redirect_status: 307.9\n", `c.yaml:1: redirect_status: expected a whole number, got "307.9"`},
+		{"fraction for hops", "client_ip: {xff_trusted_hops: 1.9}\n", `c.yaml:1: client_ip.xff_trusted_hops: expected a whole number, got "1.9"`},
 
 		// CIDRs, in rules and trusted proxies.
 		{"rule cidr no slash", "rules:\n  - match: {cidr: 192.168.0.1}\n    registries: [a]\n", `c.yaml:2: rules[0].match.cidr: "192.168.0.1" is not a CIDR prefix such as 10.0.0.0/8 or fc00::/7 (no '/'); for one address write 192.168.0.1/32`},

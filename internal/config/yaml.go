@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -65,6 +66,7 @@ func decodeStrict(data []byte, c *Config) error {
 const (
 	nullTag  = "!!null"
 	mergeTag = "!!merge"
+	intTag   = "!!int"
 )
 
 var (
@@ -166,11 +168,28 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 			return
 		}
+		// yaml.v3 decodes 15169.9 into an integer as 15169: a rule would
+		// quietly match another AS. A whole number must be written as one.
+		if isInteger(t) && n.ShortTag() != intTag {
+			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
+			return
+		}
 		// A lone scalar decodes the same strictly or not.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 		}
 	}
+}
+
+// isInteger reports whether t is an integer type that yaml.v3 fills from
+// a number (time.Duration, an int64, it fills from "5s" as well).
+func isInteger(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return t != reflect.TypeFor[time.Duration]()
+	}
+	return false
 }
 
 // valueWord says what a scalar of kind t's kind looks like.

@@ -175,6 +175,12 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 			if g := pod.TerminationGracePeriodSeconds; g == nil || *g < sleep+10 {
 				p.add("%s: terminationGracePeriodSeconds %s leaves less than 10s after the preStop sleep of %ds", where, show(g), sleep)
 			}
+			// Envoy takes client connections from a cloud load balancer,
+			// which needs several failed node health checks (GKE: 24 s)
+			// before it stops sending to a node.
+			if ctr.Name == "envoy" && sleep < 30 {
+				p.add("%s: preStop sleep of %ds is shorter than a cloud load balancer takes to stop sending (30s or more)", where, sleep)
+			}
 		}
 	}
 
@@ -294,7 +300,7 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 		}
 	}
 	if n, ok := parseGoMemLimit(soft); !ok {
-		p.add("k8s: reghost: GOMEMLIMIT %q is not a Go memory limit (such as 460MiB)", soft)
+		p.add("k8s: reghost: GOMEMLIMIT %q is not a Go memory limit (such as 384MiB)", soft)
 	} else if n >= memLimit.Value() || n < memLimit.Value()*7/10 {
 		p.add("k8s: reghost: GOMEMLIMIT %s is not 70-99%% of limits.memory %s", soft, memLimit.String())
 	}
@@ -721,7 +727,7 @@ func TestKubernetes(t *testing.T) {
 		{"listen port", []edit{{"reghost/config.yaml", `listen: ":8080"`, `listen: ":8081"`}}, "container port http 8080"},
 		{"admin on loopback", []edit{{"reghost/config.yaml", `admin_listen: ":9090"`, `admin_listen: "127.0.0.1:9090"`}}, "does not accept connections from other pods"},
 		{"data outside emptyDir", []edit{{"reghost/config.yaml", "data_dir: /data", "data_dir: /var/lib/reghost"}}, "no writable emptyDir at data_dir /var/lib/reghost"},
-		{"GOMEMLIMIT above the limit", []edit{{"reghost/deployment.yaml", "value: 460MiB", "value: 600MiB"}}, "GOMEMLIMIT 600MiB is not 70-99% of limits.memory 512Mi"},
+		{"GOMEMLIMIT above the limit", []edit{{"reghost/deployment.yaml", "value: 384MiB", "value: 600MiB"}}, "GOMEMLIMIT 600MiB is not 70-99% of limits.memory 512Mi"},
 		{"GOMEMLIMIT missing", []edit{{"reghost/deployment.yaml", "- name: GOMEMLIMIT", "- name: GOMEMLIMITX"}}, `GOMEMLIMIT "" is not a Go memory limit`},
 		{"token variable", []edit{{"reghost/deployment.yaml", "- name: REGHOST_ADMIN_TOKEN", "- name: ADMIN_TOKEN"}}, "no REGHOST_ADMIN_TOKEN in the container's environment"},
 		{"token Secret required", []edit{{"reghost/deployment.yaml", "                  optional: true\n", ""}}, "not in the output and not optional"},
@@ -738,8 +744,9 @@ func TestKubernetes(t *testing.T) {
 		{"namespace", []edit{{"kustomization.yaml", "namespace: reghost\n", "namespace: default\n"}}, `namespace "default"`},
 		{"Envoy concurrency", []edit{{"envoy/deployment.yaml", `"--concurrency", "2"]`, `"--concurrency", "4"]`}}, "--concurrency 4, but limits.cpu 2"},
 		{"Envoy no concurrency", []edit{{"envoy/deployment.yaml", `, "--concurrency", "2"]`, `]`}}, "no --concurrency"},
-		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 10\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
-		{"Envoy grace too short", []edit{{"envoy/deployment.yaml", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 15"}}, "container envoy: terminationGracePeriodSeconds 15"},
+		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 40\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
+		{"Envoy preStop too short", []edit{{"envoy/deployment.yaml", "                seconds: 40\n", "                seconds: 10\n"}}, "container envoy: preStop sleep of 10s is shorter"},
+		{"Envoy grace too short", []edit{{"envoy/deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 45"}}, "container envoy: terminationGracePeriodSeconds 45"},
 		{"NetworkPolicy missing", []edit{{"kustomization.yaml", "  - reghost/networkpolicy.yaml\n", ""}}, "no NetworkPolicy selects Deployment reghost's pods"},
 		{"NetworkPolicy wrong pods", []edit{{"reghost/networkpolicy.yaml", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost-v2"}}, "no NetworkPolicy selects Deployment reghost's pods"},
 		{"NetworkPolicy policyTypes", []edit{{"reghost/networkpolicy.yaml", "policyTypes: [Ingress]", "policyTypes: [Ingress, Egress]"}}, "policyTypes [Ingress Egress]; want [Ingress]"},

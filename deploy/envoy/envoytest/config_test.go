@@ -385,6 +385,9 @@ func (w wiring) check(c *envoyConfig) []string {
 	if d := rh.GetConnectTimeout().AsDuration(); d <= 0 || d > time.Second {
 		bad("cluster reghost connect_timeout %v, want at most 1s", d)
 	}
+	if !rh.GetIgnoreHealthOnHostRemoval() {
+		bad("cluster reghost keeps replicas gone from DNS while they pass health checks; set ignore_health_on_host_removal")
+	}
 	var ports []uint32
 	for _, e := range rh.GetLoadAssignment().GetEndpoints() {
 		for _, le := range e.GetLbEndpoints() {
@@ -538,6 +541,8 @@ func TestEnvoyConfigCheckerFails(t *testing.T) {
 		{"envoy-ext-authz.yaml", "    per_connection_buffer_limit_bytes: 32768\n", "", "per_connection_buffer_limit_bytes"},
 		{"envoy.yaml", "idle_timeout: 60s\n        explicit_http_config", "idle_timeout: 3600s\n        explicit_http_config", "upstream idle_timeout"},
 		{"envoy-ext-authz.yaml", "envoy.extensions.upstreams.http.v3.HttpProtocolOptions:", "envoy.extensions.upstreams.http.v3.HttpProtocolOptionz:", "no upstream HttpProtocolOptions"},
+		{"envoy.yaml", "ignore_health_on_host_removal: true", "ignore_health_on_host_removal: false", "ignore_health_on_host_removal"},
+		{"envoy-ext-authz.yaml", "    ignore_health_on_host_removal: true\n", "", "ignore_health_on_host_removal"},
 	} {
 		t.Run(tt.file+": "+tt.new, func(t *testing.T) {
 			lua := tt.file == "envoy.yaml"

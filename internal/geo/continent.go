@@ -4,27 +4,9 @@ import (
 	"strings"
 
 	"golang.org/x/text/language"
-)
 
-// Continent codes as MaxMind (and GeoNames, which MaxMind follows) use them.
-// The table follows GeoNames' countryInfo.txt rather than the UN M49 regions
-// in CLDR, because the two disagree where it matters to MaxMind users: CLDR
-// puts AQ, BV, GS, HM and TF in Oceania (MaxMind: AN), CC, CX and IO in
-// Oceania (AS), CY in Asia (EU) and TL in Asia (OC). CLDR containment is
-// only the fallback for codes the table does not know (obsolete or future
-// codes such as AN, CS, YU).
-var continentMembers = [...]struct {
-	continent string
-	countries string // space-separated ISO 3166-1 alpha-2 codes
-}{
-	{"AF", "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW"},
-	{"AN", "AQ BV GS HM TF"},
-	{"AS", "AE AF AM AZ BD BH BN BT CC CN CX GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TM TR TW UZ VN YE"},
-	{"EU", "AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK"},
-	{"NA", "AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX NI PA PM PR SV SX TC TT US VC VG VI"},
-	{"OC", "AS AU CK FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TL TO TV UM VU WF WS"},
-	{"SA", "AR BO BR CL CO EC FK GF GY PE PY SR UY VE"},
-}
+	"github.com/reghost/reghost/internal/iso3166"
+)
 
 // A two-letter code (country or continent) is kept as a small index so that
 // facts fit in a uint32 and lookups can hand out strings without allocating:
@@ -50,9 +32,9 @@ var (
 
 	// continentOf maps a country code index to its continent code index.
 	continentOf = func() (t [numCodes]uint16) {
-		for _, m := range continentMembers {
-			c := codeIndex(m.continent)
-			for _, country := range strings.Fields(m.countries) {
+		for _, m := range iso3166.Continents {
+			c := codeIndex(m.Continent)
+			for _, country := range strings.Fields(m.Countries) {
 				t[codeIndex(country)] = c
 			}
 		}
@@ -100,15 +82,6 @@ func ContinentOf(country string) string {
 		return code(c)
 	}
 	return continentFromCLDR(code(i))
-}
-
-// IsCountry reports whether cc is, in upper case, one of the codes the
-// continent table lists: the 249 ISO 3166-1 alpha-2 codes assigned
-// today, and XK (Kosovo), which MaxMind uses. Reserved codes (UK, EU, UN)
-// and deleted ones (SU, YU, AN) are not: no database reports them.
-func IsCountry(cc string) bool {
-	i := codeIndex(cc)
-	return i != noCode && cc[0] <= 'Z' && cc[1] <= 'Z' && continentOf[i] != noCode
 }
 
 // continentFromCLDR maps a code the table does not list through CLDR region

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reghost/reghost/internal/geo"
+	"github.com/reghost/reghost/internal/iso3166"
 )
 
 // Kind is the kind of a match, in decision order: a smaller Kind is more
@@ -169,7 +169,7 @@ func (m Match) Validate() error {
 // (Kosovo), which MaxMind uses. Reserved codes such as UK (the databases
 // say GB) and deleted ones such as SU are refused: a rule naming one
 // would never match.
-func IsCountry(cc string) bool { return geo.IsCountry(cc) }
+func IsCountry(cc string) bool { return iso3166.IsCountry(cc) }
 
 // Rule maps a match to registries in order of preference.
 type Rule struct {

@@ -181,6 +181,11 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 			if ctr.Name == "envoy" && sleep < 30 {
 				p.add("%s: preStop sleep of %ds is shorter than a cloud load balancer takes to stop sending (30s or more)", where, sleep)
 			}
+			// reghost's leave Envoy's DNS answers, which cluster DNS may
+			// cache for 30 s and Envoy asks again every 5 s.
+			if ctr.Name == "reghost" && sleep < 35 {
+				p.add("%s: preStop sleep of %ds ends before Envoy can see the pod leave DNS (35s or more)", where, sleep)
+			}
 		}
 	}
 
@@ -745,6 +750,7 @@ func TestKubernetes(t *testing.T) {
 		{"Envoy concurrency", []edit{{"envoy/deployment.yaml", `"--concurrency", "2"]`, `"--concurrency", "4"]`}}, "--concurrency 4, but limits.cpu 2"},
 		{"Envoy no concurrency", []edit{{"envoy/deployment.yaml", `, "--concurrency", "2"]`, `]`}}, "no --concurrency"},
 		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 40\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
+		{"reghost preStop too short", []edit{{"reghost/deployment.yaml", "                seconds: 40\n", "                seconds: 10\n"}}, "container reghost: preStop sleep of 10s ends before"},
 		{"Envoy preStop too short", []edit{{"envoy/deployment.yaml", "                seconds: 40\n", "                seconds: 10\n"}}, "container envoy: preStop sleep of 10s is shorter"},
 		{"Envoy grace too short", []edit{{"envoy/deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 45"}}, "container envoy: terminationGracePeriodSeconds 45"},
 		{"NetworkPolicy missing", []edit{{"kustomization.yaml", "  - reghost/networkpolicy.yaml\n", ""}}, "no NetworkPolicy selects Deployment reghost's pods"},

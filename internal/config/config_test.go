@@ -305,6 +305,8 @@ func TestParseErrors(t *testing.T) {
 		{"fraction for asn", "rules:\n  - match: {asn: 15169.9}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: expected a whole number from 0 to 4294967295, got "15169.9"`},
 		{"exponent for asn", "rules:\n  - match: {asn: 1.5e4}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: expected a whole number from 0 to 4294967295, got "1.5e4"`},
 		{"fraction for status", "redirect_status: 307.9\n", `c.yaml:1: redirect_status: expected a whole number, got "307.9"`},
+		{"octal asn", "rules:\n  - match: {asn: 012345}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "012345": a leading 0 makes YAML read the number as octal; write it without`},
+		{"leading zero asn", "rules:\n  - match: {asn: 015169}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "015169": a leading 0 makes YAML read the number as octal; write it without`},
 		{"fraction for hops", "client_ip: {xff_trusted_hops: 1.9}\n", `c.yaml:1: client_ip.xff_trusted_hops: expected a whole number, got "1.9"`},
 
 		// CIDRs, in rules and trusted proxies.

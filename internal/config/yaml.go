@@ -168,8 +168,13 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 			return
 		}
-		// yaml.v3 decodes 15169.9 into an integer as 15169: a rule would
-		// quietly match another AS. A whole number must be written as one.
+		// yaml.v3 reads 012345 as octal, 5349, and decodes 15169.9 into an
+		// integer as 15169: either way a rule would quietly match another
+		// AS. A whole number must be written as one, without a leading 0.
+		if isInteger(t) && n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) == 0 && leadingZero.MatchString(n.Value) {
+			p.add(n, path, "%s: a leading 0 makes YAML read the number as octal; write it without", describe(n))
+			return
+		}
 		if isInteger(t) && n.ShortTag() != intTag {
 			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 			return
@@ -180,6 +185,10 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 		}
 	}
 }
+
+// leadingZero matches a number YAML reads as octal: 0 and then a digit
+// (0x1F, 0o17 and 0 itself are fine).
+var leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]`)
 
 // isInteger reports whether t is an integer type that yaml.v3 fills from
 // a number (time.Duration, an int64, it fills from "5s" as well).

@@ -11,9 +11,9 @@ import "strings"
 // GeoNames' countryInfo.txt rather than the UN M49 regions in CLDR,
 // because the two disagree where it matters to MaxMind users: CLDR puts
 // AQ, BV, GS, HM and TF in Oceania (MaxMind: AN), CC, CX and IO in
-// Oceania (AS), CY in Asia (EU) and TL in Asia (OC). geo.ContinentOf
-// falls back to CLDR containment only for codes the table does not know
-// (obsolete or future codes such as AN, CS, YU).
+// Oceania (AS), CY in Asia (EU) and TL in Asia (OC). For a code the table
+// does not know, which a database built in the future might report,
+// geo.ContinentOf falls back to CLDR containment.
 var Continents = [...]struct {
 	Continent string
 	Countries string // space-separated ISO 3166-1 alpha-2 codes
@@ -40,7 +40,8 @@ var countries = func() map[string]bool {
 // IsCountry reports whether cc, in upper case, is one of the table's
 // codes: the 249 ISO 3166-1 alpha-2 codes assigned today, and XK
 // (Kosovo), which MaxMind uses. Reserved codes (UK, EU, UN) and deleted
-// ones (SU, YU, AN) are not: no database reports them.
+// ones (SU, YU, AN) are not: current databases do not report them, so a
+// rule naming one would never match.
 func IsCountry(cc string) bool {
 	return countries[cc]
 }

@@ -171,13 +171,16 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 		// yaml.v3 reads 012345 as octal, 5349, and decodes 15169.9 into an
 		// integer as 15169: either way a rule would quietly match another
 		// AS. A whole number must be written as one, without a leading 0.
-		if isInteger(t) && n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) == 0 && leadingZero.MatchString(n.Value) {
-			p.add(n, path, "%s: a leading 0 makes YAML read the number as octal; write it without", describe(n))
-			return
-		}
-		if isInteger(t) && n.ShortTag() != intTag {
-			p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
-			return
+		if isInteger(t) {
+			quoted := n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0
+			if !quoted && leadingZero.MatchString(n.Value) {
+				p.add(n, path, "%s: a leading 0 makes YAML read the number as octal; write it without", describe(n))
+				return
+			}
+			if n.ShortTag() != intTag {
+				p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
+				return
+			}
 		}
 		// A lone scalar decodes the same strictly or not.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {

@@ -215,6 +215,10 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
+// jsonUnknownField starts encoding/json's error for a key that
+// DisallowUnknownFields refuses; the quoted key follows.
+const jsonUnknownField = "json: unknown field "
+
 // unknownField names the field encoding/json refused as unknown, whose
 // error gives the quoted key alone. The body is decoded again with its
 // match left raw: an unknown key then is at the top level, and if none
@@ -227,7 +231,7 @@ func unknownField(data []byte, quoted string) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&top)
-	if q, ok := strings.CutPrefix(fmt.Sprint(err), "json: unknown field "); ok {
+	if q, ok := strings.CutPrefix(fmt.Sprint(err), jsonUnknownField); ok {
 		if key, err := strconv.Unquote(q); err == nil {
 			return key
 		}
@@ -274,7 +278,7 @@ func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override
 		if errors.As(err, &te) && te.Field != "" {
 			return rules.Override{}, fmt.Errorf("%s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
 		}
-		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if name, ok := strings.CutPrefix(err.Error(), jsonUnknownField); ok {
 			return rules.Override{}, fmt.Errorf("%s: unknown field", unknownField(data, name))
 		}
 		return rules.Override{}, fmt.Errorf("body: invalid JSON: %w", err)

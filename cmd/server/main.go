@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/reghost/reghost/internal/app"
@@ -42,17 +41,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "server: -log-level: %v\n", err)
 		return 2
-	}
-	if os.Getenv("GOGC") == "" {
-		// The big tables live off the Go heap (internal/offheap), and
-		// what stays is about 20 MB with full-scale data, nearly all of it
-		// for the life of the process. Collecting at 4x the live heap
-		// rather than Go's 2x halves the cycles, each of which slows
-		// requests while it marks. Under load (bench/run's data, 64
-		// connections) GOGC=25 cost a quarter more CPU a request; 100,
-		// 200, 400 and 800 were within the machine's noise of each other.
-		// GOGC overrides this.
-		debug.SetGCPercent(400)
 	}
 	out := newLogWriter(stdout)
 	defer out.Close()

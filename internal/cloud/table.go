@@ -4,6 +4,8 @@ import (
 	"maps"
 	"net/netip"
 
+	"github.com/gaissmai/bart"
+
 	"github.com/reghost/reghost/internal/iprange"
 )
 
@@ -13,10 +15,10 @@ import (
 // A nil *Table holds nothing.
 type Table struct {
 	// v4 and v6 map each IPv4 and IPv6 prefix, respectively, to its
-	// index in ranges, in flat range tables off the Go heap. A small value
-	// keeps both small; the Range is read only on a hit.
+	// index in ranges: a flat range table and a prefix table. A small
+	// value keeps both small; the Range is read only on a hit.
 	v4     *iprange.Table
-	v6     *iprange.Table6
+	v6     *bart.Table[uint32]
 	ranges []Range
 	counts map[string]int
 }
@@ -33,7 +35,7 @@ func NewTable(sets ...[]Range) *Table {
 	t := &Table{ranges: make([]Range, 0, n), counts: make(map[string]int)}
 	seen := make(map[netip.Prefix]bool, n)
 	var v4 iprange.Builder
-	var v6 iprange.Builder6
+	v6 := new(bart.Table[uint32])
 	for _, s := range sets {
 		for _, r := range s {
 			r.Prefix = normalizePrefix(r.Prefix)
@@ -42,17 +44,16 @@ func NewTable(sets ...[]Range) *Table {
 			}
 			seen[r.Prefix] = true
 			i := uint32(len(t.ranges))
-			// Neither can fail: a prefix of its family, an index below None.
 			if r.Prefix.Addr().Is4() {
-				_ = v4.Add(r.Prefix, i)
+				_ = v4.Add(r.Prefix, i) // cannot fail: an IPv4 prefix, an index below None
 			} else {
-				_ = v6.Add(r.Prefix, i)
+				v6.Insert(r.Prefix, i)
 			}
 			t.ranges = append(t.ranges, r)
 			t.counts[r.Provider]++
 		}
 	}
-	t.v4, t.v6 = v4.Build(), v6.Build()
+	t.v4, t.v6 = v4.Build(), v6
 	return t
 }
 
@@ -92,15 +93,6 @@ func (t *Table) Cloud(addr netip.Addr) (provider, region string, ok bool) {
 	}
 	r := &t.ranges[i]
 	return r.Provider, r.Region, true
-}
-
-// Touch reads the memory a lookup of an IPv4 address reads first (see
-// iprange.Table.Touch).
-func (t *Table) Touch(addr netip.Addr) uint64 {
-	if t == nil || !addr.Is4() {
-		return 0
-	}
-	return t.v4.Touch(iprange.Uint32(addr))
 }
 
 // Len returns the number of prefixes in the table.

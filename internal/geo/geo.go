@@ -6,13 +6,12 @@
 // Each database is opened (memory-mapped) with maxminddb-golang, verified,
 // and walked once: every distinct data record is decoded into the few facts
 // reghost needs, and every network goes into a table whose value is those
-// facts, neighbours with the same facts joined, in flat, pointer-free
-// tables of address ranges off the Go heap (internal/iprange), one for
-// IPv4 and one for IPv6. A lookup is then one table lookup, for IPv4
-// about five times faster than walking the MaxMind search tree, and
-// without allocating; the file is unmapped as soon as it is
-// indexed. A file that cannot be read, or that provides nothing for its
-// role, is refused before it serves.
+// facts, neighbours with the same facts joined: a flat range table for
+// IPv4 (internal/iprange) and a bart prefix table for IPv6. A lookup is
+// then one table lookup, for IPv4 about four times faster than walking
+// the MaxMind search tree, and without allocating; the file is unmapped as
+// soon as it is indexed. A file that cannot be read, or that provides
+// nothing for its role, is refused before it serves.
 //
 // Replacing a database is safe while lookups run: Run watches the files, and
 // a reload builds a complete new index and swaps it in atomically; lookups
@@ -32,8 +31,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/reghost/reghost/internal/iprange"
 )
 
 // Config says which databases to open. An empty path leaves that lookup
@@ -129,26 +126,6 @@ func (d *DB) slots() []*slot {
 		}
 	}
 	return out
-}
-
-// Touch reads the memory that ASN and Country lookups of an IPv4 address
-// read first, so that a caller looking the address up in other tables
-// too can have all their cache misses at once (see iprange.Table.Touch).
-func (d *DB) Touch(addr netip.Addr) uint64 {
-	if !addr.Is4() {
-		return 0
-	}
-	ip := iprange.Uint32(addr)
-	var x uint64
-	for _, s := range [2]*slot{d.asn, d.country} {
-		if s == nil {
-			continue
-		}
-		if h := s.cur.Load(); h != nil {
-			x ^= h.v4.Touch(ip)
-		}
-	}
-	return x
 }
 
 // ASN returns the autonomous system number and organisation of addr.

@@ -12,12 +12,10 @@ import (
 // indexes below numCodes.
 const noData = iprange.None
 
-// Answers come from flat range tables (iprange) rather than prefix
-// tries: for IPv4, most of the traffic, one cache line of index and,
-// nearly always, one of ranges, where a trie reads several levels of
-// nodes; and nothing the garbage collector has to scan, where the tries
-// they replaced were tens of megabytes of nodes (IPv4) and then tens of
-// thousands of them (IPv6) marked on every cycle.
+// IPv4 answers come from a flat range table (iprange) rather than a prefix
+// trie: one cache line of index and, nearly always, one of ranges, where a
+// trie reads several levels of nodes, and two pointer-free slices that the
+// collector never scans.
 
 // range4Builder checks that the IPv4 networks of a search-tree walk come
 // in address order without overlapping, as they must, and collects them

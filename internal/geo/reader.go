@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/reghost/reghost/internal/iprange"
@@ -90,7 +91,7 @@ type handle struct {
 	// continent index<<16 (kindCountry). Networks without data for the role
 	// answer nothing.
 	v4   *iprange.Table
-	v6   *iprange.Table6
+	v6   *bart.Table[uint32]
 	asn  []asnFacts
 	orgs string // the organisations' names, see asnFacts
 
@@ -249,14 +250,12 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		noValue                     = map[uintptr]bool{}
 		asns                        = asnIndexer{index: map[asnKey]uint32{}}
 		v4                          range4Builder
-		v6                          iprange.Builder6
+		v6                          = new(bart.Table[uint32])
 		m                           = merger{out: func(p netip.Prefix, v uint32) error {
 			if p.Addr().Is4() {
 				return v4.add(p, v)
 			}
-			if err := v6.Add(p, v); err != nil {
-				return fmt.Errorf("walking the search tree: %w", err)
-			}
+			v6.Insert(p, v)
 			return nil
 		}}
 		fill4    uint32 // the value of an IPv6 network over all of IPv4
@@ -321,7 +320,7 @@ func index(r *maxminddb.Reader, k kind) (*handle, error) {
 		return nil, err
 	}
 	h.v4 = v4t
-	h.v6 = v6.Build()
+	h.v6 = v6
 	h.orgs = asns.orgs.String()
 	if useful == 0 {
 		hint := ""

@@ -39,10 +39,8 @@ type AdminConfig struct {
 	Apply func(context.Context) error
 	// DataSets reports the loaded GeoIP and cloud data (/api/v1/datasets).
 	DataSets func() any
-	// Health reports whether a registry is up; nil: all are.
-	Health  policy.Health
-	Logger  *slog.Logger
-	Metrics *Metrics
+	Logger   *slog.Logger
+	Metrics  *Metrics
 	// AccessLog receives one line per request; nil: none.
 	AccessLog *AccessLog
 	Now       func() time.Time
@@ -427,9 +425,8 @@ type registryInfo struct {
 
 func (a *admin) registries(c *echo.Context) error {
 	var out []registryInfo
-	for _, t := range a.cfg.Engine.Registries() {
-		up := a.cfg.Health == nil || a.cfg.Health.Up(t.Name)
-		out = append(out, registryInfo{Name: t.Name, URL: t.URL, Host: t.Host, Default: t.Default, Up: up})
+	for _, r := range a.cfg.Engine.Registries() {
+		out = append(out, registryInfo{Name: r.Name, URL: r.URL, Host: r.Host, Default: r.Default, Up: r.Up})
 	}
 	return c.JSON(http.StatusOK, out)
 }

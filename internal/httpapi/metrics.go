@@ -10,8 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/reghost/reghost/internal/offheap"
 )
 
 // Metrics are reghost's Prometheus collectors. Labels are routes,
@@ -110,12 +108,7 @@ func NewMetrics() *Metrics {
 	}, []string{"version", "goversion"})
 	version, goversion := buildVersion()
 	info.WithLabelValues(version, goversion).Set(1)
-	offHeap := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "reghost",
-		Name:      "offheap_bytes",
-		Help:      "Memory mapped for range tables, compiled overrides and stored overrides outside the Go heap: part of the resident size, not of go_memstats.",
-	}, func() float64 { return float64(offheap.Bytes()) })
-	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataSets, info, offHeap,
+	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataSets, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,16 +1,12 @@
 package httpapi
 
 import (
-	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/reghost/reghost/internal/iprange"
 )
 
 func TestMetricsCounting(t *testing.T) {
@@ -67,28 +63,4 @@ func TestDecidedKeepsNoPieceOfTheReason(t *testing.T) {
 			t.Errorf("the decision counter's key %q shares the reason's memory", k.kind)
 		}
 	}
-}
-
-// Memory outside the Go heap shows in the metrics, since go_memstats
-// does not count it.
-func TestMetricsOffHeapBytes(t *testing.T) {
-	var b iprange.Builder
-	for i := range 100_000 {
-		_ = b.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 8), byte(i), 0, 0}), 24), uint32(i))
-	}
-	tab := b.Build()
-	mfs, err := NewMetrics().Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got float64 = -1
-	for _, mf := range mfs {
-		if mf.GetName() == "reghost_offheap_bytes" {
-			got = mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	if want := float64(tab.Len() * 8); got < want {
-		t.Errorf("reghost_offheap_bytes = %v with a table of %d ranges mapped, want at least %v", got, tab.Len(), want)
-	}
-	runtime.KeepAlive(tab)
 }

@@ -12,19 +12,14 @@ import (
 
 	"github.com/gaissmai/bart"
 
-	"github.com/reghost/reghost/internal/iprange"
-	"github.com/reghost/reghost/internal/offheap"
 	"github.com/reghost/reghost/internal/rules"
 )
 
 // entry is one compiled rule or override. A layer keeps its entries in
-// one array and their targets in another, both off the Go heap
-// (internal/offheap), and their text in one string, and refers to entries
-// by index (ref): a hundred thousand overrides add no objects for the
-// collector to mark, and raise its goal by their text alone. The text
-// stays on the heap because a decision's reason is a piece of it, and a
-// decision outlives its snapshot. Entries are immutable once a ruleset is
-// published.
+// one slice and their targets in another, and their text in one string,
+// and refers to entries by index (ref): a hundred thousand overrides are
+// a handful of objects for the collector, not hundreds of thousands.
+// Entries are immutable once a ruleset is published.
 type entry struct {
 	reason  span  // "cidr:192.168.0.0/24", also the decision's Reason
 	source  span  // "config" or "override:<id>"
@@ -47,17 +42,15 @@ type span struct{ off, end uint32 }
 type cloudKey struct{ cloud, region string }
 
 // layer holds the compiled rules of one origin (overrides or config),
-// indexed by every match kind. Its entries and targets are its own
-// memory, freed when it becomes unreachable.
+// indexed by every match kind.
 type layer struct {
 	entries []entry // entries[0] is unused: ref 0 is none
 	text    string
 	targets []int32
 
-	// cidr4 and cidr6 map IPv4 and IPv6 addresses to the chain of the
-	// longest prefix holding them, from flat range tables.
-	cidr4       *iprange.Table
-	cidr6       *iprange.Table6
+	// cidr maps addresses to the chain of the longest prefix holding
+	// them.
+	cidr        *bart.Table[ref]
 	asn         map[uint32]ref
 	cloudRegion map[cloudKey]ref
 	cloud       map[string]ref
@@ -69,7 +62,6 @@ type layer struct {
 func (l *layer) reason(e *entry) string { return l.text[e.reason.off:e.reason.end] }
 func (l *layer) source(e *entry) string { return l.text[e.source.off:e.source.end] }
 
-// targetsOf returns l's own memory, to be read while l is reachable.
 func (l *layer) targetsOf(e *entry) []int32 {
 	return l.targets[e.targets.off:e.targets.end]
 }
@@ -176,8 +168,6 @@ func compileLayer(rs *ruleset, items []item) *layer {
 	// Link each prefix's chain to the chain of the longest shorter prefix
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
-	var v4 iprange.Builder
-	var v6 iprange.Builder6
 	for pfx, head := range cidr.All() {
 		if pfx.Bits() > 0 {
 			parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
@@ -185,16 +175,8 @@ func compileLayer(rs *ruleset, items []item) *layer {
 				l.entries[c.tails[head]].next = up
 			}
 		}
-		// Neither can fail: a prefix of its family, and refs stay below None.
-		if pfx.Addr().Is4() {
-			_ = v4.Add(pfx, uint32(head))
-		} else {
-			_ = v6.Add(pfx, uint32(head))
-		}
 	}
-	l.cidr4, l.cidr6 = v4.Build(), v6.Build()
-	l.entries = offheap.Copy(l, l.entries)
-	l.targets = offheap.Copy(l, l.targets)
+	l.cidr = cidr
 	l.text = strings.Clone(text.String()) // without the builder's spare room
 	return l
 }
@@ -202,16 +184,8 @@ func compileLayer(rs *ruleset, items []item) *layer {
 // lookupCIDR returns the chain of the longest prefix holding addr, which
 // is unmapped.
 func (l *layer) lookupCIDR(addr netip.Addr) ref {
-	if addr.Is4() {
-		if r, ok := l.cidr4.Lookup(iprange.Uint32(addr)); ok {
-			return ref(r)
-		}
-		return 0
-	}
-	if r, ok := l.cidr6.Lookup(addr); ok {
-		return ref(r)
-	}
-	return 0
+	r, _ := l.cidr.Lookup(addr)
+	return r
 }
 
 // chainer adds entries to a layer and links entries with the same match

@@ -13,15 +13,12 @@ package policy
 
 import (
 	"net/netip"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/reghost/reghost/internal/iprange"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -41,19 +38,19 @@ type CloudSource interface {
 	Cloud(addr netip.Addr) (provider, region string, ok bool)
 }
 
-// Health says whether a registry is up. Until health checks run,
-// everything is up.
-type Health interface {
-	Up(registry string) bool
-}
-
 // Sources are where facts come from. A nil source has no data: rules of
 // its kinds never match.
 type Sources struct {
 	ASN     ASNSource
 	Country CountrySource
 	Cloud   CloudSource
-	Health  Health
+}
+
+// Health is what the engine is told about the registries' state. The
+// zero Health has every registry up.
+type Health struct {
+	// Down names the registries that health checks found down.
+	Down map[string]bool
 }
 
 // Facts are what the engine knew about an address. Zero values mean
@@ -134,46 +131,27 @@ type Engine struct {
 type state struct {
 	rs  *ruleset
 	src Sources
-	// touch are the distinct sources that can warm their tables for an
-	// address (see warm).
-	touch []toucher
+	// down says, by index into rs.targets, which registries are down;
+	// nil when all are up.
+	down []bool
 }
 
-// toucher is a fact source that can read ahead the memory its lookup of
-// an address will read, as iprange.Table.Touch does.
-type toucher interface {
-	Touch(addr netip.Addr) uint64
-}
+// up reports whether target t may serve.
+func (st *state) up(t int32) bool { return st.down == nil || !st.down[t] }
 
-func newState(rs *ruleset, src Sources) *state {
-	st := &state{rs: rs, src: src}
-	for _, s := range []any{src.ASN, src.Country, src.Cloud} {
-		t, ok := s.(toucher)
-		if ok && !slices.Contains(st.touch, t) {
-			st.touch = append(st.touch, t)
+// compileHealth turns h into the down flags of rs's targets.
+func compileHealth(rs *ruleset, h Health) []bool {
+	var down []bool
+	for name, isDown := range h.Down {
+		if t, ok := rs.byName[name]; ok && isDown {
+			if down == nil {
+				down = make([]bool, len(rs.targets))
+			}
+			down[t] = true
 		}
 	}
-	return st
+	return down
 }
-
-// warm reads the first cache line of every table a decision for an IPv4
-// address may read, before reading any of them. Under load those tables
-// are rarely in cache; read one after another, each lookup waits for its
-// own misses, while these reads, independent of one another, are waited
-// for together. What they read is used only to keep the compiler from
-// dropping them.
-func (st *state) warm(addr netip.Addr) {
-	ip := iprange.Uint32(addr)
-	x := st.rs.overrides.cidr4.Touch(ip) ^ st.rs.static.cidr4.Touch(ip)
-	for _, t := range st.touch {
-		x ^= t.Touch(addr)
-	}
-	if x == 1<<63 {
-		warmSink.Add(1) // practically never; the comparison is the use
-	}
-}
-
-var warmSink atomic.Uint64
 
 // New compiles the registries and static rules. Errors name the registry
 // or the rule (rules[i]) and what is wrong with it.
@@ -186,7 +164,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
-	e.state.Store(newState(rs, cfg.Sources))
+	e.state.Store(&state{rs: rs, src: cfg.Sources})
 	return e, nil
 }
 
@@ -201,7 +179,7 @@ func (e *Engine) SetOverrides(ovs []rules.Override) error {
 	rs := *old.rs
 	rs.overrides = l
 	rs.needs = rs.static.needs() | l.needs()
-	e.state.Store(newState(&rs, old.src))
+	e.state.Store(&state{rs: &rs, src: old.src, down: old.down})
 	return err
 }
 
@@ -213,7 +191,17 @@ func (e *Engine) SetSources(update func(*Sources)) {
 	old := e.state.Load()
 	src := old.src
 	update(&src)
-	e.state.Store(newState(old.rs, src))
+	e.state.Store(&state{rs: old.rs, src: src, down: old.down})
+}
+
+// SetHealth compiles the registries' state into the next snapshot:
+// decisions from then on skip the registries h has down. Names that are
+// not configured registries are ignored.
+func (e *Engine) SetHealth(h Health) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.state.Load()
+	e.state.Store(&state{rs: old.rs, src: old.src, down: compileHealth(old.rs, h)})
 }
 
 // ValidateOverride checks an override against the configured registries,
@@ -222,9 +210,21 @@ func (e *Engine) ValidateOverride(o rules.Override) error {
 	return o.Validate(e.state.Load().rs.known)
 }
 
-// Registries returns the configured registries, the default marked.
-func (e *Engine) Registries() []Target {
-	return append([]Target(nil), e.state.Load().rs.targets...)
+// RegistryState is a configured registry and whether decisions use it.
+type RegistryState struct {
+	Target
+	Up bool
+}
+
+// Registries returns the configured registries, the default marked, with
+// the state decisions see.
+func (e *Engine) Registries() []RegistryState {
+	st := e.state.Load()
+	out := make([]RegistryState, len(st.rs.targets))
+	for i, t := range st.rs.targets {
+		out[i] = RegistryState{Target: t, Up: st.up(int32(i))}
+	}
+	return out
 }
 
 // Default returns the default registry.
@@ -280,7 +280,6 @@ type choice struct {
 func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) choice {
 	var c choice
 	rs := st.rs
-	defer runtime.KeepAlive(rs) // its layers' arrays are read until the end
 	layers := [2]*layer{rs.overrides, rs.static}
 	explain := trail != nil
 	matched := false
@@ -305,7 +304,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 			matched = true
 			for _, t := range l.targetsOf(e) {
 				name := rs.targets[t].Name
-				if st.src.Health != nil && !st.src.Health.Up(name) {
+				if !st.up(t) {
 					record(trail, l.reason(e), l.source(e), name, OutcomeDown)
 					continue
 				}
@@ -319,9 +318,6 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 
 	if !addr.IsValid() {
 		return st.fallback(c, FallbackNoAddress, trail)
-	}
-	if addr.Is4() && !explain {
-		st.warm(addr)
 	}
 
 	// tryKind tries the override layer and then the static layer for one
@@ -388,7 +384,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 func (st *state) fallback(c choice, why string, trail *[]Step) choice {
 	c.target, c.Reason, c.Source = st.rs.def, why, ReasonDefault
 	name := st.rs.targets[st.rs.def].Name
-	if st.src.Health != nil && !st.src.Health.Up(name) {
+	if !st.up(int32(st.rs.def)) {
 		record(trail, ReasonDefault, ReasonDefault, name, OutcomeDown)
 		if why != FallbackNoAddress {
 			c.Reason = FallbackAllDown

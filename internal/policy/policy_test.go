@@ -38,7 +38,14 @@ func (m cloudMap) Cloud(a netip.Addr) (string, string, bool) {
 
 type downSet []string
 
-func (d downSet) Up(name string) bool { return !slices.Contains(d, name) }
+// health is the Health that has d down.
+func (d downSet) health() Health {
+	h := Health{Down: map[string]bool{}}
+	for _, name := range d {
+		h.Down[name] = true
+	}
+	return h
+}
 
 var (
 	ipCIDR    = netip.MustParseAddr("192.168.0.7")
@@ -273,11 +280,8 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			src := testSources()
-			if tt.down != nil {
-				src.Health = tt.down
-			}
-			e := newEngine(t, src, func() time.Time { return now })
+			e := newEngine(t, testSources(), func() time.Time { return now })
+			e.SetHealth(tt.down.health())
 			if err := e.SetOverrides(tt.overrides); err != nil {
 				t.Fatal(err)
 			}
@@ -300,9 +304,8 @@ func TestDecide(t *testing.T) {
 
 func TestExplainTrail(t *testing.T) {
 	t.Parallel()
-	src := testSources()
-	src.Health = downSet{"hub"}
-	e := newEngine(t, src, nil)
+	e := newEngine(t, testSources(), nil)
+	e.SetHealth(downSet{"hub"}.health())
 	d, err := e.Explain(ipSE, "/v2/pause/manifests/3.9", "")
 	if err != nil {
 		t.Fatal(err)
@@ -328,9 +331,8 @@ func TestExplainTrail(t *testing.T) {
 
 func TestExplainDefaultDown(t *testing.T) {
 	t.Parallel()
-	src := testSources()
-	src.Health = downSet{"k8s"}
-	e := newEngine(t, src, nil)
+	e := newEngine(t, testSources(), nil)
+	e.SetHealth(downSet{"k8s"}.health())
 	d, _ := e.Explain(ipNone, "/v2/", "")
 	want := []Step{
 		{Match: "cidr:8.8.8.8", Outcome: OutcomeNoMatch},
@@ -408,26 +410,26 @@ func TestDecideBadPathStillChooses(t *testing.T) {
 	}
 }
 
-type touchSource struct{ touched int }
-
-func (s *touchSource) ASN(netip.Addr) (uint32, string, bool)     { return 64500, "", true }
-func (s *touchSource) Country(netip.Addr) (string, string, bool) { return "SE", "EU", true }
-func (s *touchSource) Touch(netip.Addr) uint64                   { s.touched++; return 0 }
-
-// A source that serves two roles is warmed once a decision, and only for
-// IPv4 clients.
-func TestWarmTouchesEachSourceOnce(t *testing.T) {
-	src := &touchSource{}
-	e, err := New(Config{
-		Registries: []rules.Registry{{Name: "a", URL: "https://a.example", Default: true}},
-		Sources:    Sources{ASN: src, Country: src},
-	})
-	if err != nil {
+// Health is part of the snapshot: it survives later changes of overrides
+// and sources, and Registries reports what decisions see.
+func TestHealthInSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testSources(), nil)
+	e.SetHealth(downSet{"hub", "nonesuch"}.health())
+	if err := e.SetOverrides([]rules.Override{{ID: "x", Match: m("country:JP"), Registries: []string{"hub"}}}); err != nil {
 		t.Fatal(err)
 	}
-	e.Choose(netip.MustParseAddr("192.0.2.1"))
-	e.Choose(netip.MustParseAddr("2001:db8::1"))
-	if src.touched != 1 {
-		t.Errorf("touched %d times, want 1", src.touched)
+	e.SetSources(func(*Sources) {})
+	if d := e.Choose(ipSE); d.Registry != "mirror" || d.Reason != "continent:EU" {
+		t.Errorf("hub down: got %s by %s, want mirror by continent:EU", d.Registry, d.Reason)
+	}
+	for _, r := range e.Registries() {
+		if r.Up == (r.Name == "hub") {
+			t.Errorf("Registries: %s up = %v", r.Name, r.Up)
+		}
+	}
+	e.SetHealth(Health{})
+	if d := e.Choose(ipSE); d.Registry != "hub" {
+		t.Errorf("all up again: got %s by %s, want hub", d.Registry, d.Reason)
 	}
 }

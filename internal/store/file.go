@@ -156,12 +156,12 @@ func parse(data []byte) (uint64, *records, error) {
 			return 0, nil, fmt.Errorf("override id %q appears more than once", items[i].id)
 		}
 	}
-	recs, err := newRecords(len(items), func(yield func(string, []byte)) {
+	recs := newRecords(len(items), func(yield func(string, []byte)) {
 		for _, it := range items {
 			yield(it.id, it.line)
 		}
 	})
-	return fd.Version, recs, err
+	return fd.Version, recs, nil
 }
 
 // jsonError adds the line and column to a decoding error.
@@ -263,11 +263,7 @@ func (f *File) put(ctx context.Context, o rules.Override, createOnly bool) (uint
 	if found {
 		j = i + 1
 	}
-	recs, err := f.recs.splice(i, j, o.ID, line)
-	if err != nil {
-		return 0, fmt.Errorf("store: override %q: %w", o.ID, err)
-	}
-	return f.commit(recs, "put", o.ID)
+	return f.commit(f.recs.splice(i, j, o.ID, line), "put", o.ID)
 }
 
 // Delete removes the override with the ID, or fails with ErrNotFound.
@@ -284,11 +280,7 @@ func (f *File) Delete(ctx context.Context, id string) (uint64, error) {
 	if !found {
 		return 0, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	recs, err := f.recs.splice(i, i+1, "", nil)
-	if err != nil {
-		return 0, fmt.Errorf("store: %w", err)
-	}
-	return f.commit(recs, "delete", id)
+	return f.commit(f.recs.splice(i, i+1, "", nil), "delete", id)
 }
 
 // commit writes recs, the result of an op on the override with the ID, as

@@ -46,27 +46,6 @@ func Overrides(n int, registries []string) []rules.Override {
 	return out
 }
 
-// Retained reports how many heap objects and bytes what build returns
-// keeps alive. Both are costs paid on every request's garbage for what a
-// server holds for its whole life (the store, the compiled overrides):
-// the collector marks each object in every cycle, and it lets the heap
-// grow in proportion to its live bytes before collecting, so the more
-// there are, the colder the memory requests allocate from.
-func Retained(build func() any) (objects, bytes uint64) {
-	var before, after runtime.MemStats
-	// Twice: what sync.Pools drop in one cycle is freed in the next.
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	v := build()
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(v)
-	return after.HeapObjects - min(before.HeapObjects, after.HeapObjects),
-		after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
-}
-
 // ReadWhileWriting runs read(i), for i = 0, 1, 2, … on each of two
 // goroutines, while write(i) runs n times on this one with a collection
 // after each, so that what a write replaced is freed while reads are

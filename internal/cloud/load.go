@@ -23,8 +23,13 @@ type DataSet struct {
 	// (Azure), "last_updated_timestamp=..." (Oracle); "" when the format
 	// has none (DigitalOcean's geofeed).
 	Published string    `json:"published,omitempty"`
-	ModTime   time.Time `json:"mod_time"`
-	LoadedAt  time.Time `json:"loaded_at"`
+	ModTime   time.Time `json:"mod_time,omitzero"`
+	LoadedAt  time.Time `json:"loaded_at,omitzero"`
+	// Loaded is set when ranges from the file are serving; Err is the
+	// last load error, "" once a load succeeds or the file is back as it
+	// was loaded.
+	Loaded bool   `json:"loaded"`
+	Err    string `json:"error,omitempty"`
 }
 
 // Load parses the files of the config's cloud_ranges section, provider name

@@ -56,7 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := app.Options{Logger: logger}
 	if *accessLog {
-		opts.AccessLog = out
+		// The same writer, so that access lines and the other logs come
+		// out whole and in one stream; the access log has no level.
+		opts.AccessLog = slog.New(slog.NewJSONHandler(out, nil))
 	}
 	a, err := app.New(cfg, opts)
 	if err != nil {

@@ -3,9 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/reghost/reghost/internal/overrides"
 	"github.com/reghost/reghost/internal/policy"
 	"github.com/reghost/reghost/internal/rules"
 	"github.com/reghost/reghost/internal/store"
@@ -30,20 +29,16 @@ import (
 
 // AdminConfig is what the admin listener needs.
 type AdminConfig struct {
-	Engine *policy.Engine
-	Store  store.Store
+	Engine    *policy.Engine
+	Overrides *overrides.Service
 	// Token is the bearer token every call but /metrics must present.
 	Token string
-	// Apply rebuilds the engine's overrides from the store; called after
-	// every write so that it takes effect on this server at once.
-	Apply func(context.Context) error
 	// DataSets reports the loaded GeoIP and cloud data (/api/v1/datasets).
 	DataSets func() any
 	Logger   *slog.Logger
 	Metrics  *Metrics
-	// AccessLog receives one line per request; nil: none.
-	AccessLog *AccessLog
-	Now       func() time.Time
+	// AccessLog gets one line per request; nil: none.
+	AccessLog *slog.Logger
 }
 
 type admin struct {
@@ -64,12 +59,6 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Apply == nil {
-		cfg.Apply = func(context.Context) error { return nil }
 	}
 	a := &admin{cfg: cfg, token: []byte(cfg.Token)}
 	// Without the catch-all routes Echo adds to groups with middleware,
@@ -126,6 +115,9 @@ type apiError struct {
 
 // fail answers an error, mapping store errors to status codes.
 func fail(c *echo.Context, err error) error {
+	if _, ok := errors.AsType[*overrides.ValidationError](err); ok {
+		return invalid(c, err)
+	}
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -160,7 +152,7 @@ type writeResponse struct {
 }
 
 func (a *admin) list(c *echo.Context) error {
-	ovs, v, err := a.cfg.Store.List(c.Request().Context())
+	ovs, v, err := a.cfg.Overrides.List(c.Request().Context())
 	if err != nil {
 		return fail(c, err)
 	}
@@ -171,7 +163,7 @@ func (a *admin) list(c *echo.Context) error {
 }
 
 func (a *admin) get(c *echo.Context) error {
-	o, err := a.cfg.Store.Get(c.Request().Context(), c.Param("id"))
+	o, err := a.cfg.Overrides.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return fail(c, err)
 	}
@@ -256,11 +248,10 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
-// readOverride decodes and validates a request body. The path's id, when
-// there is one, is the override's ID. prev is the override it replaces,
-// if any: when the body leaves them out, its created_at and created_by
-// stay.
-func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override) (rules.Override, error) {
+// readOverride decodes a request body. The path's id, when there is
+// one, is the override's ID. What the body leaves out, the overrides
+// service fills in.
+func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, error) {
 	data, err := io.ReadAll(io.LimitReader(c.Request().Body, maxBody+1))
 	if err != nil {
 		return rules.Override{}, fmt.Errorf("body: %w", err)
@@ -310,91 +301,49 @@ func (a *admin) readOverride(c *echo.Context, pathID string, prev rules.Override
 		o.ID = pathID
 	case pathID != "" && o.ID != pathID:
 		return rules.Override{}, fmt.Errorf("id: %q in the body but %q in the path", o.ID, pathID)
-	case o.ID == "":
-		o.ID = newID()
 	}
-	// Not cut to the second: of two overrides with the same match the
-	// newer wins, and a tie would go to whichever random ID sorts first.
-	now := a.cfg.Now().UTC()
-	if o.CreatedAt.IsZero() {
-		o.CreatedAt = prev.CreatedAt
-	}
-	if o.CreatedAt.IsZero() {
-		o.CreatedAt = now
-	}
-	if o.CreatedBy == "" {
-		o.CreatedBy = prev.CreatedBy
-	}
-	if !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
-		return rules.Override{}, fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339))
-	}
-	if o.CreatedBy == "" {
-		o.CreatedBy = "admin-api"
-	}
-	return o, a.cfg.Engine.ValidateOverride(o)
+	return o, nil
 }
 
-func newID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "ovr-" + hex.EncodeToString(b[:])
-}
+// actor is who makes changes through the admin API, as the overrides
+// service records them.
+const actor = "admin-api"
 
 func (a *admin) create(c *echo.Context) error {
-	o, err := a.readOverride(c, "", rules.Override{})
+	o, err := a.readOverride(c, "")
 	if err != nil {
 		return invalid(c, err)
 	}
-	v, err := a.cfg.Store.Create(c.Request().Context(), o)
+	o, v, err := a.cfg.Overrides.Create(c.Request().Context(), actor, o)
 	if err != nil {
 		return fail(c, err)
 	}
-	a.applied(c, "create", o.ID, v)
 	return c.JSON(http.StatusCreated, writeResponse{Version: v, Override: &o})
 }
 
-// put replaces an override, or creates it. What it replaces is read
-// first only for its created_at and created_by; a write between the two
-// is replaced all the same.
+// put replaces an override, or creates it (201).
 func (a *admin) put(c *echo.Context) error {
-	id := c.Param("id")
-	prev, err := a.cfg.Store.Get(c.Request().Context(), id)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fail(c, err)
-	}
-	o, err := a.readOverride(c, id, prev)
+	o, err := a.readOverride(c, c.Param("id"))
 	if err != nil {
 		return invalid(c, err)
 	}
-	v, err := a.cfg.Store.Put(c.Request().Context(), o)
+	o, created, v, err := a.cfg.Overrides.Put(c.Request().Context(), actor, o)
 	if err != nil {
 		return fail(c, err)
 	}
-	a.applied(c, "put", o.ID, v)
-	return c.JSON(http.StatusOK, writeResponse{Version: v, Override: &o})
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	return c.JSON(code, writeResponse{Version: v, Override: &o})
 }
 
 func (a *admin) delete(c *echo.Context) error {
-	id := c.Param("id")
-	v, err := a.cfg.Store.Delete(c.Request().Context(), id)
+	v, err := a.cfg.Overrides.Delete(c.Request().Context(), actor, c.Param("id"))
 	if err != nil {
 		return fail(c, err)
 	}
-	a.applied(c, "delete", id, v)
 	return c.JSON(http.StatusOK, writeResponse{Version: v})
-}
-
-// applied makes a write take effect here at once, and logs it as audit.
-// The write has succeeded whatever Apply says; an Apply error is logged
-// and the change watcher retries.
-func (a *admin) applied(c *echo.Context, op, id string, version uint64) {
-	ctx := c.Request().Context()
-	a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "override changed",
-		slog.String("op", op), slog.String("id", id), slog.Uint64("version", version),
-		slog.String("peer", c.Request().RemoteAddr))
-	if err := a.cfg.Apply(ctx); err != nil {
-		a.cfg.Logger.Warn("applying overrides after a write failed; will retry on the next change", "err", err)
-	}
 }
 
 func (a *admin) explain(c *echo.Context) error {

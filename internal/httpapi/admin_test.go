@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reghost/reghost/internal/overrides"
 	"github.com/reghost/reghost/internal/policy"
 	"github.com/reghost/reghost/internal/store"
 )
@@ -40,17 +41,13 @@ func newAdminEnvAt(t *testing.T, now func() time.Time) *adminEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	apply := func(ctx context.Context) error {
-		ovs, _, err := st.List(ctx)
-		if err != nil {
-			return err
-		}
-		return engine.SetOverrides(ovs)
+	svc, err := overrides.New(t.Context(), overrides.Config{Store: st, Engine: engine, Now: now})
+	if err != nil {
+		t.Fatal(err)
 	}
 	m := NewMetrics()
-	adm, err := NewAdmin(AdminConfig{Engine: engine, Store: st, Token: testToken, Apply: apply, Metrics: m,
-		DataSets: func() any { return map[string]string{"geoip": "test"} },
-		Now:      now})
+	adm, err := NewAdmin(AdminConfig{Engine: engine, Overrides: svc, Token: testToken, Metrics: m,
+		DataSets: func() any { return map[string]string{"geoip": "test"} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +194,13 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	if code, _ := env.call(t, "GET", "/api/v1/overrides/nope", ""); code != 404 {
 		t.Errorf("get missing: %d", code)
 	}
-	// PUT of a new id creates it, stamped now.
+	// PUT of a new id creates it (201), stamped now; again, it replaces it (200).
 	code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64500},"registries":["hub"]}`)
-	if o, _ := body["override"].(map[string]any); code != 200 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "admin-api" {
+	if o, _ := body["override"].(map[string]any); code != 201 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "admin-api" {
 		t.Errorf("put of a new id: %d %v", code, body)
+	}
+	if code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64501},"registries":["hub"]}`); code != 200 {
+		t.Errorf("put of an existing id: %d %v", code, body)
 	}
 }
 

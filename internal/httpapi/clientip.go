@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -54,49 +52,14 @@ func newClientIP(cfg ClientIPConfig) (*clientIP, error) {
 // peer is the address of the connection's other end, without a zone: a
 // prefix never contains a zoned address, so a proxy reaching reghost
 // over a link-local address (fe80::1%eth0) would otherwise never be
-// trusted. On a server with ConnContext it was found once for the
-// connection; otherwise it is parsed from RemoteAddr.
+// trusted.
 func peer(r *http.Request) netip.Addr {
-	if ci := connOf(r); ci != nil && ci.peer.IsValid() {
-		return ci.peer
-	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		a, _ := netip.ParseAddr(r.RemoteAddr)
 		return a.Unmap().WithZone("")
 	}
 	return ap.Addr().Unmap().WithZone("")
-}
-
-// connInfo is what a server with ConnContext keeps for each connection.
-type connInfo struct {
-	peer netip.Addr // invalid when the peer is not a TCP address
-	// req is where the request being served notes its decision. An
-	// HTTP/1 connection serves its requests one after another, so one
-	// does for all of them, with no pool or per-request map (see
-	// requestInfo).
-	req reqInfo
-}
-
-type connKey struct{}
-
-// ConnContext is for the public server's http.Server.ConnContext. It
-// notes the peer's address once per connection, where every request
-// would otherwise parse it out of RemoteAddr again (a tenth of the
-// instructions reghost adds to a "GET /" behind a keep-alive proxy), and
-// gives the connection's requests one place to note their decisions.
-func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	ci := new(connInfo)
-	if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		ci.peer = tcp.AddrPort().Addr().Unmap().WithZone("")
-	}
-	return context.WithValue(ctx, connKey{}, ci)
-}
-
-// connOf returns what ConnContext keeps for r's connection, or nil.
-func connOf(r *http.Request) *connInfo {
-	ci, _ := r.Context().Value(connKey{}).(*connInfo)
-	return ci
 }
 
 // trusts reports whether a is a trusted proxy.

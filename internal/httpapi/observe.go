@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
@@ -10,56 +12,30 @@ import (
 	"github.com/reghost/reghost/internal/policy"
 )
 
-// reqInfo carries what a handler decided to the access log and metrics.
-type reqInfo struct {
+// decisionKey is where a handler notes its decision, in Echo's
+// per-request store, for the access log and metrics.
+const notedKey = "reghost.decision"
+
+// noted is a request's decision as the access log and metrics see it.
+type noted struct {
 	client   netip.Addr
 	reason   string
 	registry string
 }
 
-const reqInfoKey = "reghost.info"
-
-// requestInfo returns where c's request notes its decision. On a server
-// with ConnContext that is its connection's reqInfo: an HTTP/1
-// connection serves one request at a time, and looking it up costs a
-// walk up the request's context, where the alternative, a new reqInfo
-// in Echo's per-request store, costs an allocation and map writes and
-// reads (together a tenth of the instructions reghost adds to a
-// "GET /"). Other servers, and HTTP/2, whose streams share a
-// connection, take the alternative. So a handler must note its decision
-// before it returns, never from a goroutine of its own, and a middleware
-// that replaces the request must keep a context derived from its
-// context.
-func requestInfo(c *echo.Context) *reqInfo {
-	r := c.Request()
-	if r.ProtoMajor == 1 {
-		if ci := connOf(r); ci != nil {
-			return &ci.req
-		}
-	}
-	if ri, ok := c.Get(reqInfoKey).(*reqInfo); ok {
-		return ri
-	}
-	ri := new(reqInfo)
-	c.Set(reqInfoKey, ri)
-	return ri
-}
-
 // noteDecision records the decision for the access log and metrics.
 func noteDecision(c *echo.Context, client netip.Addr, d *policy.Decision) {
-	ri := requestInfo(c)
-	ri.client, ri.reason, ri.registry = client, d.Reason, d.Registry
+	c.Set(notedKey, &noted{client: client, reason: d.Reason, registry: d.Registry})
 }
 
 // observe records every request's duration and decision in the metrics
-// and, when log is not nil, writes its access-log line. The client is the
-// address reghost decided for; the Authorization header is never logged.
-func observe(listener string, m *Metrics, log *AccessLog) echo.MiddlewareFunc {
+// and, when access is not nil, logs it: one line a request, in the shape
+// of every other log line. The client is the address reghost decided
+// for; the Authorization header is never logged.
+func observe(listener string, m *Metrics, access *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
 			start := time.Now()
-			ri := requestInfo(c)
-			*ri = reqInfo{}
 			if err := next(c); err != nil {
 				c.Echo().HTTPErrorHandler(c, err)
 			}
@@ -71,23 +47,38 @@ func observe(listener string, m *Metrics, log *AccessLog) echo.MiddlewareFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			d := time.Since(start)
-			m.observe(listener, route, status, d)
-			if ri.reason != "" {
-				m.decided(ri.reason, ri.registry)
+			took := time.Since(start)
+			m.observe(listener, route, status, took)
+			d, _ := c.Get(notedKey).(*noted)
+			if d != nil {
+				m.decided(d.reason, d.registry)
+			} else {
+				d = &noted{}
 			}
-			if log != nil {
+			if access != nil {
 				req := c.Request()
-				log.log(&accessEntry{
-					start: start, duration: d, listener: listener, method: req.Method,
-					path: req.URL.Path, route: route, status: status, client: ri.client,
-					peer: req.RemoteAddr, reason: ri.reason, registry: ri.registry,
-				})
+				access.LogAttrs(context.Background(), slog.LevelInfo, "access",
+					slog.String("listener", listener),
+					slog.String("method", req.Method),
+					slog.String("path", req.URL.Path),
+					slog.String("route", route),
+					slog.Int("status", status),
+					slog.Int64("duration_us", took.Microseconds()),
+					slog.String("client", addrString(d.client)),
+					slog.String("peer", req.RemoteAddr),
+					slog.String("reason", d.reason),
+					slog.String("registry", d.registry))
 			}
-			// Not kept for the connection's next request: an idle
-			// connection would keep a replaced snapshot's text alive.
-			*ri = reqInfo{}
 			return nil
 		}
 	}
+}
+
+// addrString is a's text, or "" for the zero Addr (netip says
+// "invalid IP").
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

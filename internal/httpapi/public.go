@@ -8,12 +8,11 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"io"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
@@ -29,16 +28,15 @@ type PublicConfig struct {
 	Ready          func(context.Context) any // the /readyz report; always answered 200
 	Logger         *slog.Logger
 	Metrics        *Metrics
-	// AccessLog receives one line per request; nil: none.
-	AccessLog *AccessLog
+	// AccessLog gets one line per request; nil: none.
+	AccessLog *slog.Logger
 }
 
 type public struct {
-	engine   *policy.Engine
-	ci       *clientIP
-	status   int
-	ready    func(context.Context) any
-	bodyTail string // `">Temporary Redirect</a>.\n`
+	engine *policy.Engine
+	ci     *clientIP
+	status int
+	ready  func(context.Context) any
 }
 
 // Response headers of /decide.
@@ -69,8 +67,7 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	p := &public{engine: cfg.Engine, ci: ci, status: cfg.RedirectStatus, ready: cfg.Ready,
-		bodyTail: `">` + http.StatusText(cfg.RedirectStatus) + "</a>.\n"}
+	p := &public{engine: cfg.Engine, ci: ci, status: cfg.RedirectStatus, ready: cfg.Ready}
 
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
 	e.Use(observe("public", cfg.Metrics, cfg.AccessLog), middleware.Recover())
@@ -97,12 +94,7 @@ func (p *public) host(c *echo.Context) error {
 	}
 	d := p.engine.Choose(addr)
 	noteDecision(c, addr, &d)
-	// As c.String answers, without its per-request header lookup and
-	// copy of the body: this is the busiest route behind Envoy.
-	w := c.Response()
-	w.Header()[echo.HeaderContentType] = contentTypeText
-	w.WriteHeader(http.StatusOK)
-	return writePooled(w, func(b []byte) []byte { return append(b, d.Host...) })
+	return c.String(http.StatusOK, d.Host)
 }
 
 // decideResponse is the JSON body of /decide.
@@ -217,8 +209,7 @@ func (p *public) redirectFor(c *echo.Context, path string) error {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")
 	}
 	noteDecision(c, addr, &d)
-	p.redirect(c, d.Location)
-	return nil
+	return p.redirect(c, d.Location)
 }
 
 // fallbackBadAddr is the reason when a trusted proxy sent a malformed
@@ -231,77 +222,19 @@ func (p *public) fallback(path, query string) (policy.Decision, error) {
 	return policy.Decision{Registry: t.Name, Host: t.Host, Location: loc, Reason: fallbackBadAddr, Source: "default"}, err
 }
 
-// redirect answers like http.Redirect, without its URL parsing: the
-// location is already built from checked parts. It is on every request's
-// path, so constant header values are shared (net/http only reads them)
-// and the body is built in a pooled buffer.
-func (p *public) redirect(c *echo.Context, location string) {
-	w := c.Response()
-	h := w.Header()
-	h[echo.HeaderLocation] = []string{location}
-	h[echo.HeaderCacheControl] = cacheControlNoStore
-	h[echo.HeaderContentType] = contentTypeHTML
-	w.WriteHeader(p.status)
+// redirect answers as http.Redirect does, without parsing the location
+// again: it is built from checked parts. Caches must not keep it: the
+// next decision may differ.
+func (p *public) redirect(c *echo.Context, location string) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderLocation, location)
+	h.Set(echo.HeaderCacheControl, "private, no-store")
+	h.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
 	if c.Request().Method != http.MethodGet {
-		return // HEAD: GET's headers, no body
+		return c.NoContent(p.status) // HEAD: GET's headers, no body
 	}
-	_ = writePooled(w, func(b []byte) []byte {
-		b = append(b, `<a href="`...)
-		b = appendHTMLEscaped(b, location)
-		return append(b, p.bodyTail...)
-	})
+	return c.HTML(p.status, `<a href="`+html.EscapeString(location)+`">`+http.StatusText(p.status)+"</a>.\n")
 }
-
-// writePooled writes the body that build appends to an empty buffer,
-// taken from a pool and put back.
-func writePooled(w io.Writer, build func([]byte) []byte) error {
-	bp := bodyPool.Get().(*[]byte)
-	b := build((*bp)[:0])
-	_, err := w.Write(b)
-	*bp = b
-	bodyPool.Put(bp)
-	return err
-}
-
-var (
-	cacheControlNoStore = []string{"private, no-store"}
-	contentTypeHTML     = []string{echo.MIMETextHTMLCharsetUTF8}
-	contentTypeText     = []string{echo.MIMETextPlainCharsetUTF8}
-	bodyPool            = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-)
-
-// appendHTMLEscaped appends s escaped as html.EscapeString would. A
-// redirect's location has an ampersand or an apostrophe at most here and
-// there, so the runs between them are copied whole, where copying byte
-// by byte cost about a tenth of a /v2/ redirect's instructions.
-func appendHTMLEscaped(b []byte, s string) []byte {
-	for {
-		i := 0
-		for i < len(s) && !htmlSpecial[s[i]] {
-			i++
-		}
-		b = append(b, s[:i]...)
-		if i == len(s) {
-			return b
-		}
-		switch s[i] {
-		case '&':
-			b = append(b, "&amp;"...)
-		case '\'':
-			b = append(b, "&#39;"...)
-		case '<':
-			b = append(b, "&lt;"...)
-		case '>':
-			b = append(b, "&gt;"...)
-		case '"':
-			b = append(b, "&#34;"...)
-		}
-		s = s[i+1:]
-	}
-}
-
-// htmlSpecial[c] is true for the bytes html.EscapeString replaces.
-var htmlSpecial = [256]bool{'&': true, '\'': true, '<': true, '>': true, '"': true}
 
 func (p *public) readyz(c *echo.Context) error {
 	if p.ready == nil {

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -63,9 +62,7 @@ func newPublicServer(t testing.TB, ci ClientIPConfig, status int) *httptest.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnContext = ConnContext // as the app runs it
-	srv.Start()
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -424,9 +421,9 @@ func TestClientIPZonedPeer(t *testing.T) {
 	}
 }
 
-// ConnContext notes the peer as peer() would parse it from RemoteAddr:
-// without a zone, IPv4-mapped addresses as IPv4.
-func TestConnContextPeer(t *testing.T) {
+// peer is the connection's address without a zone, IPv4-mapped
+// addresses as IPv4.
+func TestPeer(t *testing.T) {
 	t.Parallel()
 	for remote, want := range map[string]string{
 		"127.0.0.1:1":         "127.0.0.1",
@@ -434,36 +431,12 @@ func TestConnContextPeer(t *testing.T) {
 		"[fe80::1%eth0]:3":    "fe80::1",
 		"[2001:db8::1]:4":     "2001:db8::1",
 	} {
-		ctx := ConnContext(context.Background(), remoteConn{addr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort(remote))})
-		r := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
-		r.RemoteAddr = "not parsed: the connection's address is used"
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
 		if got := peer(r); got != netip.MustParseAddr(want) {
 			t.Errorf("%s: peer %v, want %s", remote, got, want)
 		}
-		r = httptest.NewRequest("GET", "/", nil)
-		r.RemoteAddr = remote
-		if got := peer(r); got != netip.MustParseAddr(want) {
-			t.Errorf("%s parsed from RemoteAddr: peer %v, want %s", remote, got, want)
-		}
 	}
 }
-
-// remoteConn is a connection that has nothing but a remote address.
-type remoteConn struct {
-	net.Conn
-	addr net.Addr
-}
-
-func (c remoteConn) RemoteAddr() net.Addr { return c.addr }
 
 var testTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-
-// The redirect's body escapes its location as html.EscapeString does.
-func TestAppendHTMLEscaped(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"", "https://r.example/v2/a/manifests/1", "&", "a&b'c<d>e\"f", "&&''<<>>\"\"", "x?n=1&last=a'b", "é&ü", "\x00<"} {
-		if got, want := string(appendHTMLEscaped([]byte("pre:"), s)), "pre:"+html.EscapeString(s); got != want {
-			t.Errorf("%q: got %q, want %q", s, got, want)
-		}
-	}
-}

@@ -256,16 +256,19 @@ func compileRuleset(regs []rules.Registry, static []rules.Rule, overrides []rule
 // written), reporting them, and compiles the rest: one bad override does
 // not take the others down. Newer overrides with the same match win.
 func compileOverrides(rs *ruleset, ovs []rules.Override) (*layer, error) {
-	valid := make([]rules.Override, 0, len(ovs))
+	valid := make([]*rules.Override, 0, len(ovs))
 	var errs []error
-	for _, o := range ovs {
+	for i := range ovs {
+		o := &ovs[i]
 		if err := o.Validate(rs.known); err != nil {
 			errs = append(errs, fmt.Errorf("override %q skipped: %w", o.ID, err))
 			continue
 		}
 		valid = append(valid, o)
 	}
-	slices.SortStableFunc(valid, func(a, b rules.Override) int {
+	// Newest first; IDs are unique, so the order is total. Pointers, not
+	// the overrides themselves, are what the sort moves.
+	slices.SortFunc(valid, func(a, b *rules.Override) int {
 		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	items := make([]item, len(valid))

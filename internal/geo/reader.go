@@ -217,6 +217,12 @@ func build(r *maxminddb.Reader, k kind) (*handle, error) {
 			return nil, fmt.Errorf("database type %q holds no %s data: %w", md.DatabaseType, k, ErrNoData)
 		}
 	}
+	// The MaxMind DB format does not require a description, and
+	// ip-location-db's and DB-IP's files have none, but Verify wants one:
+	// give it one, so that it goes on to check what matters.
+	if len(r.Metadata.Description) == 0 {
+		r.Metadata.Description = map[string]string{"en": "(none)"}
+	}
 	// Verify walks the whole search tree and data section, so that a
 	// corrupt file is refused whole rather than half-indexed.
 	if err := r.Verify(); err != nil {

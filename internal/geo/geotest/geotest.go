@@ -76,7 +76,7 @@ func WriteFlatASN(path string, nets map[string]ASNRecord) error {
 
 // WriteFlatCountry writes a country database in the flat layout of
 // ip-location-db: country_code only (and continent_code if given, as ipinfo
-// does).
+// does), and, as ip-location-db's files have it, no description.
 func WriteFlatCountry(path string, nets map[string]CountryRecord) error {
 	recs := make(map[string]mmdbtype.DataType, len(nets))
 	for n, r := range nets {
@@ -89,7 +89,9 @@ func WriteFlatCountry(path string, nets map[string]CountryRecord) error {
 		}
 		recs[n] = m
 	}
-	return Write(path, Options("reghost-test-flat-country"), recs)
+	o := Options("reghost-test-flat-country")
+	o.Description = nil
+	return Write(path, o, recs)
 }
 
 // Options are the writer options used for generated databases: IPv6 tree

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -68,8 +69,10 @@ type Config struct {
 	// do not wait for it, but a slow OnChange delays the next call.
 	OnChange func()
 
-	// minInterval lowers MinInterval, for the package's tests.
+	// minInterval lowers MinInterval, and resolver replaces the
+	// system's, for the package's tests.
 	minInterval time.Duration
+	resolver    *net.Resolver
 }
 
 // Checker probes registries and keeps their state. Its methods are safe
@@ -387,7 +390,7 @@ type Result struct {
 	Latency time.Duration
 	Class   string         // "" when OK; ClassThrottled for a 429, which is neither OK nor a failure
 	Err     string         // why it failed, for people
-	Addr    netip.AddrPort // the address connected to (a proxy's, through one); zero if none
+	Addr    netip.AddrPort // the address connected to, or last tried (a proxy's, through one); zero if none
 }
 
 // Status is a copy of every registry's state.

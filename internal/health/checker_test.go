@@ -51,6 +51,7 @@ func newTLSFake(t *testing.T, useTLS bool) *tlsFake {
 				}
 			}
 		}}
+		quiet(f.srv)
 		f.srv.StartTLS()
 	} else {
 		f.srv.Start()

@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -231,6 +233,12 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// quiet keeps a TLS test server from logging the handshakes that the
+// test means to fail.
+func quiet(srv *httptest.Server) {
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 }
 
 // pool trusts a TLS test server's certificate.

@@ -88,7 +88,7 @@ func newProber(t Target, s Settings, cfg *Config) (*prober, error) {
 		},
 		// The probe's context bounds everything; these only stop a dial
 		// that net/http detached from it from outliving the probe by long.
-		DialContext:         (&net.Dialer{Timeout: s.Timeout}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: s.Timeout, Resolver: cfg.resolver}).DialContext,
 		TLSHandshakeTimeout: s.Timeout,
 		TLSClientConfig:     &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 		OnProxyConnectResponse: func(ctx context.Context, proxyURL *url.URL, _ *http.Request, resp *http.Response) error {
@@ -338,11 +338,11 @@ func (pt *probeTrace) clientTrace() *httptrace.ClientTrace {
 	}
 }
 
-// addrPort is the address the probe connected to: the registry's, or
-// the proxy's when it went through one.
+// addrPort is the address the probe connected to, or last tried to:
+// the registry's, or the proxy's when it went through one.
 func (pt *probeTrace) addrPort() netip.AddrPort {
 	t := pt.snapshot()
-	for _, s := range []string{t.remoteAddr, t.connectAddr} {
+	for _, s := range []string{t.remoteAddr, t.connectAddr, t.addr} {
 		if ap, err := netip.ParseAddrPort(s); err == nil {
 			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}

@@ -58,7 +58,9 @@ func TestValidate(t *testing.T) {
 		want   []string // every problem, in order
 	}{
 		{"defaults", func(*Settings) {}, nil},
-		{"200ms interval", func(s *Settings) { s.Interval, s.FastInterval, s.Timeout = 200*time.Millisecond, 100*time.Millisecond, 150*time.Millisecond }, nil},
+		{"200ms interval", func(s *Settings) {
+			s.Interval, s.FastInterval, s.Timeout = 200*time.Millisecond, 100*time.Millisecond, 150*time.Millisecond
+		}, nil},
 		{"path with a query", func(s *Settings) { s.Path = "/v2/?probe=1" }, nil},
 		{"s3 bucket probe", func(s *Settings) { s.Path, s.Expect = "/", []int{403, 404} }, nil},
 		{"disabled is still checked", func(s *Settings) { s.Disabled, s.Fall = true, 0 }, []string{"fall: must be at least 1, got 0"}},
@@ -72,7 +74,9 @@ func TestValidate(t *testing.T) {
 			"expect: 99 is not an HTTP status code (100-599)",
 			"expect: 600 is not an HTTP status code (100-599)",
 		}},
-		{"interval below the floor", func(s *Settings) { s.Interval, s.FastInterval, s.Timeout = 50*time.Millisecond, 50*time.Millisecond, 10*time.Millisecond }, []string{
+		{"interval below the floor", func(s *Settings) {
+			s.Interval, s.FastInterval, s.Timeout = 50*time.Millisecond, 50*time.Millisecond, 10*time.Millisecond
+		}, []string{
 			"interval: must be at least 100ms (every replica probes every registry), got 50ms",
 			"fast_interval: must be at least 100ms, got 50ms",
 		}},

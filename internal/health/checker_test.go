@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -205,5 +206,144 @@ func checkStreak(t *testing.T, r RegistryStatus, n int, ok bool) {
 		if want := ok == (i > 0); res.OK != want {
 			t.Fatalf("changed to up=%v after other than %d results of that kind in a row:\n%s", ok, n, dump(Status{Registries: []RegistryStatus{r}}))
 		}
+	}
+}
+
+// TestThrottled: a 429 is the prober being throttled, not clients being
+// refused. It changes no state, counts toward neither rise nor fall nor
+// breaks a run of them, and its Retry-After is honoured.
+func TestThrottled(t *testing.T) {
+	t.Parallel()
+	tooMany := status(http.StatusTooManyRequests)
+	t.Run("up stays up", func(t *testing.T) {
+		t.Parallel()
+		f := newFake(t)
+		f.always(tooMany)
+		c := start(t, Config{Targets: []Target{{Name: "a", URL: f.srv.URL, Settings: fast()}}})
+		st := waitFor(t, c, "six throttled probes", func(s Status) bool { return len(reg(t, s, "a").Results) >= 6 })
+		r := reg(t, st, "a")
+		if !r.Up || r.Confirmed || r.Transitions != 0 || r.LastError != "" {
+			t.Fatalf("429s changed the state:\n%s", dump(st))
+		}
+		for _, res := range r.Results {
+			if res.Class != ClassThrottled || res.OK {
+				t.Fatalf("a 429 should be recorded as throttled:\n%s", dump(st))
+			}
+		}
+		// Throttled is a request to slow down: never the fast interval.
+		reqs := f.log()
+		for i := 1; i < len(reqs); i++ {
+			if gap := reqs[i].at.Sub(reqs[i-1].at); gap < fast().Interval*9/10 {
+				t.Fatalf("probe %d came %v after a 429; want at least the interval less jitter (%v)", i, gap, fast().Interval*9/10)
+			}
+		}
+	})
+	t.Run("down stays down", func(t *testing.T) {
+		t.Parallel()
+		f := newFake(t)
+		f.always(status(500))
+		c := start(t, Config{Targets: []Target{{Name: "a", URL: f.srv.URL, Settings: fast()}}})
+		waitFor(t, c, "down", func(s Status) bool { return !reg(t, s, "a").Up })
+		f.always(tooMany)
+		st := waitFor(t, c, "three throttled probes", func(s Status) bool {
+			n := 0
+			for _, res := range reg(t, s, "a").Results {
+				if res.Class == ClassThrottled {
+					n++
+				}
+			}
+			return n >= 3
+		})
+		if r := reg(t, st, "a"); r.Up || r.Transitions != 1 || r.ErrorClass != ClassStatus {
+			t.Fatalf("429s changed the state of a down registry:\n%s", dump(st))
+		}
+	})
+	t.Run("runs of failures and successes go on through it", func(t *testing.T) {
+		t.Parallel()
+		f := newFake(t)
+		// fall 3: down at the third 500 though 429s came between;
+		// rise 2: up at the second 200 though a 429 came between.
+		f.then(status(200), status(500), status(500), tooMany, tooMany, status(500),
+			status(200), tooMany, status(200))
+		c := start(t, Config{Targets: []Target{{Name: "a", URL: f.srv.URL, Settings: fast()}}})
+		st := waitFor(t, c, "down and up again", func(s Status) bool { return reg(t, s, "a").Transitions == 2 })
+		r := reg(t, st, "a")
+		if len(r.Results) < 9 {
+			t.Fatalf("fewer results than requests:\n%s", dump(st))
+		}
+		if !r.Up || !r.Since.Equal(r.Results[8].At) {
+			t.Fatalf("want up since the 9th result:\n%s", dump(st))
+		}
+		// And down at the 6th, whose class is kept as the last error.
+		if !r.LastErrorAt.Equal(r.Results[5].At) || r.ErrorClass != ClassStatus {
+			t.Fatalf("want the last error at the 6th result:\n%s", dump(st))
+		}
+	})
+	for _, tt := range []struct {
+		name  string
+		value func() string
+		least time.Duration
+	}{
+		// The next probe comes no sooner than asked: a lower bound, not a
+		// measure of speed.
+		{"Retry-After in seconds", func() string { return "1" }, time.Second},
+		// An HTTP date has whole seconds: 3 s ahead is at least 2 s.
+		{"Retry-After as a date", func() string { return time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat) }, 2 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			f.then(status(200), func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Retry-After", tt.value())
+				w.WriteHeader(http.StatusTooManyRequests)
+			})
+			c := start(t, Config{Targets: []Target{{Name: "a", URL: f.srv.URL, Settings: fast()}}})
+			st := waitFor(t, c, "a probe after the 429", func(s Status) bool { return len(reg(t, s, "a").Results) >= 3 })
+			reqs := f.log()
+			if gap := reqs[2].at.Sub(reqs[1].at); gap < tt.least {
+				t.Fatalf("the probe after a 429 with Retry-After %s came after %v; want at least %v", tt.value(), gap, tt.least)
+			}
+			if r := reg(t, st, "a"); !r.Up || r.Transitions != 0 {
+				t.Fatalf("the 429 changed the state:\n%s", dump(st))
+			}
+		})
+	}
+}
+
+// TestIntermittent: a registry that fails one probe in three never
+// gets fall failures in a row, so it never moves, however long it
+// goes on.
+func TestIntermittent(t *testing.T) {
+	t.Parallel()
+	for _, fall := range []int{2, 3} {
+		t.Run("fall "+strconv.Itoa(fall), func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int64
+			f := newFake(t)
+			f.always(func(w http.ResponseWriter, _ *http.Request) {
+				if n.Add(1)%3 == 0 {
+					w.WriteHeader(500)
+				}
+			})
+			s := fast()
+			s.Fall = fall
+			s.Interval = 50 * time.Millisecond
+			s.Timeout = 50 * time.Millisecond
+			c := start(t, Config{Targets: []Target{{Name: "a", URL: f.srv.URL, Settings: s}}})
+			st := waitFor(t, c, "18 probes", func(s Status) bool { return len(reg(t, s, "a").Results) >= 18 })
+			r := reg(t, st, "a")
+			fails := 0
+			for _, res := range r.Results {
+				if !res.OK {
+					fails++
+				}
+			}
+			if fails < 5 {
+				t.Fatalf("only %d failures in %d probes: the fake did not fail one in three", fails, len(r.Results))
+			}
+			if !r.Up || r.Transitions != 0 {
+				t.Fatalf("an intermittent registry moved:\n%s", dump(st))
+			}
+		})
 	}
 }

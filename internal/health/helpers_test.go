@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -25,17 +26,29 @@ import (
 
 // Every test's checker must have stopped and every probe connection
 // closed by the end.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The tests spend their time waiting for probe intervals, not
+	// computing: run more than GOMAXPROCS of them at once (two, on the
+	// project's machines) unless -parallel says otherwise.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", "16")
+	}
+	goleak.VerifyTestMain(m)
+}
 
-// fast are settings for tests: probes every few tens of milliseconds.
-// The timeout is generous next to a loopback round trip, so that a busy
-// machine (-race, two cores) does not fail probes the test did not mean
-// to fail.
+// fast are settings for tests: probes every few tens of milliseconds
+// while a change is in doubt. The timeout (and so the interval, which
+// may not be shorter) is generous next to a loopback round trip, so
+// that a busy machine (-race, two cores, other packages' tests at the
+// same time) does not fail probes the test did not mean to fail.
 func fast() Settings {
 	return Settings{
-		Interval:     150 * time.Millisecond,
+		Interval:     250 * time.Millisecond,
 		FastInterval: 20 * time.Millisecond,
-		Timeout:      150 * time.Millisecond,
+		Timeout:      250 * time.Millisecond,
 		Rise:         2,
 		Fall:         3,
 	}

@@ -27,8 +27,8 @@
 // successes in a row; a single failure changes nothing. A result that
 // disagrees with the state switches the registry to FastInterval until
 // the state changes or a result agrees again, so a dead registry is left
-// within about Fall × FastInterval + Timeout, while a healthy one costs
-// one probe per Interval. Intervals are jittered by ±10%. A registry that
+// within Interval + (Fall-1) × FastInterval and the probes' own time (see
+// Tuning), while a healthy one costs one probe per Interval. Intervals are jittered by ±10%. A registry that
 // fails one probe in three never goes down with Fall ≥ 2.
 //
 // A 429 means the prober is throttled, not that clients are refused: it
@@ -57,6 +57,26 @@
 // and TLS handshake. Public registries throttle and block busy clients,
 // which is why Interval and FastInterval have a floor (MinInterval,
 // 100 ms) and why a 429 slows probing down rather than marking anything.
+//
+// # Tuning
+//
+// A registry that dies is left after its next scheduled probe (within
+// Interval) and Fall-1 more at FastInterval, each of which may take up to
+// Timeout when the registry stops answering rather than refusing: at
+// worst Interval + (Fall-1) × FastInterval + Fall × Timeout, about 18 s
+// with the defaults. It is taken back after Interval + (Rise-1) ×
+// FastInterval at most. To leave sooner, shorten FastInterval before
+// Fall: FastInterval costs probes only while a registry is in doubt,
+// while Fall is what keeps a flaky path from moving clients (a run of
+// Fall failures must happen by chance for a false alarm). Raise Fall on
+// a lossy path; raise Rise for a registry that tends to come back half
+// way. Keep Timeout well above the registry's slowest healthy answer.
+//
+// The panic threshold is a share: with two probed registries one down
+// is not panic (half are up) and both down is; with one, its going down
+// is always panic, so its probes never move anyone. Lower it (or set
+// PanicOff) only when registries failing together is believable, as
+// when they share a provider; raise it to distrust mass failures sooner.
 //
 // # Use
 //

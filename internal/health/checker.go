@@ -226,7 +226,7 @@ func (c *Checker) loop(ctx context.Context, t *target) {
 	}
 }
 
-// change is what a result changed, to log after the lock is released.
+// change is what a result changed, for the log.
 type change struct {
 	registry, to string
 	result       Result
@@ -276,10 +276,15 @@ func (c *Checker) record(t *target, o outcome) time.Duration {
 		}
 	}
 	fast := t.successes > 0 || t.failures > 0
+	if ch.registry != "" {
+		// Under the lock, so that the log tells the changes of several
+		// registries (and of panic) in the order they were made, and a
+		// change seen in Status has been logged.
+		c.logChange(t, ch)
+	}
 	c.mu.Unlock()
 
 	if ch.registry != "" {
-		c.logChange(t, ch)
 		select {
 		case c.changed <- struct{}{}:
 		default: // a call is already due; it will read this change too

@@ -295,8 +295,12 @@ func TestThrottled(t *testing.T) {
 			if gap := reqs[2].at.Sub(reqs[1].at); gap < tt.least {
 				t.Fatalf("the probe after a 429 with Retry-After %s came after %v; want at least %v", tt.value(), gap, tt.least)
 			}
-			if r := reg(t, st, "a"); !r.Up || r.Transitions != 0 {
+			r := reg(t, st, "a")
+			if !r.Up || r.Transitions != 0 {
 				t.Fatalf("the 429 changed the state:\n%s", dump(st))
+			}
+			if res := r.Results[1]; res.Class != ClassThrottled || !strings.Contains(res.Err, "Retry-After 1s") && !strings.Contains(res.Err, "Retry-After 2s") {
+				t.Errorf("the 429's result should say throttled and when to retry: %+v", res)
 			}
 		})
 	}

@@ -157,6 +157,9 @@ func (p *prober) do(ctx context.Context, pt *probeTrace) outcome {
 	o.Class, o.Err = p.judge(resp)
 	if o.Class == ClassThrottled {
 		o.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if o.retryAfter > 0 {
+			o.Err += fmt.Sprintf("; Retry-After %v", o.retryAfter.Round(time.Second))
+		}
 	}
 	// Reading a little lets a healthy registry finish its answer; a read
 	// that fails counts only when the status alone would have passed.

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,6 +283,8 @@ func TestDNSFailure(t *testing.T) {
 	dead := closedAddr(t)
 	c := start(t, Config{
 		Targets: []Target{{Name: "a", URL: "https://registry.reghost.test", Settings: fast()}},
+		// Direct, whatever proxy the environment that runs the tests has.
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
 		resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", dead)
@@ -341,5 +345,46 @@ func TestRetryAfter(t *testing.T) {
 		if got := retryAfter(tt.value, now); got != tt.want {
 			t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
 		}
+	}
+}
+
+// TestProxyFromEnvironment: with no Proxy in the config, probes go
+// through the proxy that HTTP_PROXY names, as a registry's other
+// clients on the host would. net/http reads the environment once per
+// process, so the checker runs in a child process with its own.
+func TestProxyFromEnvironment(t *testing.T) {
+	const child = "REGHOST_HEALTH_TEST_CHILD"
+	if os.Getenv(child) == "env-proxy" {
+		dead := closedAddr(t)
+		c := start(t, Config{
+			Targets: []Target{{Name: "a", URL: "http://registry.reghost.test/prefix", Settings: fast()}},
+			// Should the proxy be bypassed, the name is looked up where
+			// no server listens, not on the network.
+			resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", dead)
+			}},
+		})
+		st := waitFor(t, c, "confirmed up through the proxy", func(s Status) bool { return reg(t, s, "a").Confirmed })
+		if r := reg(t, st, "a"); !r.Up || r.LastAddr.String() != os.Getenv("REGHOST_HEALTH_TEST_PROXY_ADDR") {
+			t.Fatalf("want up through the proxy at %s:\n%s", os.Getenv("REGHOST_HEALTH_TEST_PROXY_ADDR"), dump(st))
+		}
+		return
+	}
+	t.Parallel()
+	var asked atomic.Value
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(r.Method + " " + r.URL.String())
+	}))
+	t.Cleanup(proxy.Close)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProxyFromEnvironment$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), child+"=env-proxy",
+		"REGHOST_HEALTH_TEST_PROXY_ADDR="+proxy.Listener.Addr().String(),
+		"HTTP_PROXY="+proxy.URL, "http_proxy="+proxy.URL, "NO_PROXY=", "no_proxy=", "REQUEST_METHOD=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the checker in a child process: %v\n%s", err, out)
+	}
+	if got, want := asked.Load(), "GET http://registry.reghost.test/v2/"; got != want {
+		t.Fatalf("the proxy was asked %v, want %q", got, want)
 	}
 }

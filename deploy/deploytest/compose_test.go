@@ -381,7 +381,7 @@ func TestCompose(t *testing.T) {
 		{name: "no data volume", edits: []edit{{composePath, "        source: reghost-data\n        target: /data", "        source: reghost-data\n        target: /var/lib/reghost"}}, want: "no writable named volume at data_dir /data"},
 		{name: "Lua not mounted", edits: []edit{{composePath, "target: /etc/envoy/reghost.lua", "target: /etc/envoy/other.lua"}}, want: "reads /etc/envoy/reghost.lua, which is not mounted"},
 		{name: "Envoy port", edits: []edit{{composePath, `      - "8443:8443"`, `      - "8443:8444"`}}, want: "does not publish host port 8443"},
-		{name: "Envoy unpinned", edits: []edit{{composePath, "envoyproxy/envoy:v1.36-latest", "envoyproxy/envoy"}}, want: "has no version tag"},
+		{name: "Envoy unpinned", edits: []edit{{composePath, "envoyproxy/envoy:v1.36.13", "envoyproxy/envoy"}}, want: "has no version tag"},
 		{name: "no token variable", edits: []edit{{composePath, "REGHOST_ADMIN_TOKEN: ${REGHOST_ADMIN_TOKEN:-}", "ADMIN_TOKEN: ${REGHOST_ADMIN_TOKEN:-}"}}, want: "environment has no REGHOST_ADMIN_TOKEN"},
 		{name: "listen port", edits: []edit{{cfgFile, `listen: ":8080"`, `listen: ":8081"`}}, want: "goes to port 8080; reghost listens on 8081"},
 		{name: "admin on loopback", edits: []edit{{cfgFile, `admin_listen: "0.0.0.0:9090"`, `admin_listen: "127.0.0.1:9090"`}}, want: "admin_listen \"127.0.0.1:9090\" is unreachable"},

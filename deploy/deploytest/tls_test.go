@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -30,6 +31,11 @@ const (
 	// checkKubernetes assumes).
 	lbStopSeconds = 30
 )
+
+// envoyPatchRelease is an Envoy image pinned to a patch release (and
+// optionally a digest): a floating tag such as v1.36-latest changes under
+// a running deployment.
+var envoyPatchRelease = regexp.MustCompile(`^envoyproxy/envoy:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$`)
 
 // envoyTLS is what the deployments depend on in envoy.yaml's TLS setup.
 type envoyTLS struct {
@@ -137,6 +143,9 @@ func checkComposeTLS(p *types.Project) problems {
 		pr.add("compose: no envoy service")
 		return pr
 	}
+	if !envoyPatchRelease.MatchString(ev.Image) {
+		pr.add("compose: envoy image %q is not a patch release (envoyproxy/envoy:vX.Y.Z)", ev.Image)
+	}
 	binds := map[string]types.ServiceVolumeConfig{}
 	for _, v := range ev.Volumes {
 		if v.Type == types.VolumeTypeBind {
@@ -214,6 +223,7 @@ func TestComposeTLS(t *testing.T) {
 		{"certificate directory is a file", []edit{{composePath, "source: ./deploy/compose/certs\n", "source: ./deploy/compose/certs/README.md\n"}}, "which is not a directory"},
 		{"certificates writable", []edit{{composePath, "target: /etc/envoy-tls\n        read_only: true", "target: /etc/envoy-tls\n        read_only: false"}}, "envoy's /etc/envoy-tls is writable"},
 		{"SDS elsewhere", []edit{{envoySDSPath, "/etc/envoy-tls/tls.crt}", "/etc/ssl/tls.crt}"}, {envoySDSPath, "/etc/envoy-tls/tls.key}", "/etc/ssl/tls.key}"}, {envoySDSPath, "{path: /etc/envoy-tls}", "{path: /etc/ssl}"}}, "nothing is mounted into envoy at /etc/ssl"},
+		{"floating Envoy tag", []edit{{composePath, "envoyproxy/envoy:v1.36.13", "envoyproxy/envoy:v1.36-latest"}}, `envoy image "envoyproxy/envoy:v1.36-latest" is not a patch release`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -239,6 +249,9 @@ func checkKubernetesTLS(c *cluster, envoySDS []byte) (secret string, p problems)
 	}
 	pod := ed.Spec.Template.Spec
 	ctr := pod.Containers[0]
+	if !envoyPatchRelease.MatchString(ctr.Image) {
+		p.add("k8s: envoy image %q is not a patch release (envoyproxy/envoy:vX.Y.Z)", ctr.Image)
+	}
 	envoyFile := envoyDefaultConfig
 	if i := slices.Index(ctr.Args, "-c"); i >= 0 && i+1 < len(ctr.Args) {
 		envoyFile = ctr.Args[i+1]
@@ -346,6 +359,7 @@ func TestKubernetesTLS(t *testing.T) {
 		{"no max_connection_duration", []edit{{"envoy/envoy.yaml", "            max_connection_duration: 10s\n", ""}}, "sets no max_connection_duration"},
 		{"preStop shorter than the connections", []edit{{"envoy/deployment.yaml", "                seconds: 45\n", "                seconds: 40\n"}}, "preStop sleep of 40s ends before a connection the load balancer opens at 30s has ended"},
 		{"longer connections", []edit{{"envoy/envoy.yaml", "max_connection_duration: 10s", "max_connection_duration: 60s"}}, "want 1m35s or more"},
+		{"floating Envoy tag", []edit{{"envoy/deployment.yaml", "envoyproxy/envoy:v1.36.13", "envoyproxy/envoy:v1.36-latest"}}, `envoy image "envoyproxy/envoy:v1.36-latest" is not a patch release`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -15,6 +15,9 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	corev1 "k8s.io/api/core/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -24,6 +27,9 @@ const (
 	// composeCertsReadme keeps deploy/compose/certs, which compose mounts
 	// into Envoy, in the repository while the certificates there are not.
 	composeCertsReadme = "deploy/compose/certs/README.md"
+	// certManagerExample is a cert-manager Certificate for Envoy,
+	// commented out in deploy/k8s's resources: uncommentCertManager puts it in.
+	certManagerExample = "cert-manager-certificate.yaml"
 	// copyEnvoyFiles refreshes deploy/k8s/envoy's copies of deploy/envoy.
 	copyEnvoyFiles = "cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua deploy/envoy/sds-tls.yaml deploy/k8s/envoy/"
 	// lbStopSeconds is the longest a cloud load balancer keeps sending new
@@ -370,6 +376,159 @@ func TestKubernetesTLS(t *testing.T) {
 			}
 			_, p := checkKubernetesTLS(c, sds)
 			p.expect(t, tc.want)
+		})
+	}
+}
+
+// certManagerCertificate is the part of cert-manager's
+// cert-manager.io/v1 Certificate the example uses, and the fields it might
+// (decoded strictly: add a field here when the example gains one).
+type certManagerCertificate struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		SecretName  string   `json:"secretName"`
+		CommonName  string   `json:"commonName"`
+		DNSNames    []string `json:"dnsNames"`
+		IPAddresses []string `json:"ipAddresses"`
+		Duration    string   `json:"duration"`
+		RenewBefore string   `json:"renewBefore"`
+		Usages      []string `json:"usages"`
+		IssuerRef   struct {
+			Group string `json:"group"`
+			Kind  string `json:"kind"`
+			Name  string `json:"name"`
+		} `json:"issuerRef"`
+		PrivateKey struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			Encoding       string `json:"encoding"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+	} `json:"spec"`
+}
+
+// uncommentCertManager adds the cert-manager example to the base's
+// resources, as deploy/README.md says to.
+var uncommentCertManager = edit{"kustomization.yaml", "  # - " + certManagerExample + "\n", "  - " + certManagerExample + "\n"}
+
+// checkCertManagerExample builds dir, the base with the cert-manager
+// example in its resources, and checks that it adds nothing but a
+// Certificate that fills the Secret Envoy mounts (secret), in Envoy's
+// namespace. base is the base as shipped.
+func checkCertManagerExample(dir, base string, secret string) problems {
+	var p problems
+	kinds := func(d string) ([]string, []*certManagerCertificate, error) {
+		m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kustomize build %s: %w", d, err)
+		}
+		var ids []string
+		var certs []*certManagerCertificate
+		for _, r := range m.Resources() {
+			if r.GetKind() != "Certificate" {
+				ids = append(ids, r.GetKind()+"/"+r.GetNamespace()+"/"+r.GetName())
+				continue
+			}
+			data, err := r.AsYAML()
+			if err != nil {
+				return nil, nil, err
+			}
+			js, err := yaml.YAMLToJSONStrict(data)
+			if err != nil {
+				return nil, nil, err
+			}
+			var c certManagerCertificate
+			strict, err := kjson.UnmarshalStrict(js, &c)
+			if err == nil {
+				err = errors.Join(strict...)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("Certificate %s: %w", r.GetName(), err)
+			}
+			certs = append(certs, &c)
+		}
+		slices.Sort(ids)
+		return ids, certs, nil
+	}
+	baseIDs, _, err := kinds(base)
+	if err != nil {
+		p.add("%v", err)
+		return p
+	}
+	ids, certs, err := kinds(dir)
+	if err != nil {
+		p.add("%v", err)
+		return p
+	}
+	if !slices.Equal(ids, baseIDs) {
+		p.add("cert-manager example: objects %q besides the Certificate; want the base's, %q", ids, baseIDs)
+	}
+	if len(certs) != 1 {
+		p.add("cert-manager example: %d Certificates; want 1", len(certs))
+		return p
+	}
+	c := certs[0]
+	if c.APIVersion != "cert-manager.io/v1" {
+		p.add("cert-manager example: apiVersion %q; want cert-manager.io/v1", c.APIVersion)
+	}
+	if c.Metadata.Namespace != k8sNamespace {
+		p.add("cert-manager example: Certificate in namespace %q; the Secret must be in Envoy's, %s", c.Metadata.Namespace, k8sNamespace)
+	}
+	if c.Spec.SecretName != secret {
+		p.add("cert-manager example: Certificate fills Secret %q; Envoy mounts %q", c.Spec.SecretName, secret)
+	}
+	if len(c.Spec.DNSNames) == 0 {
+		p.add("cert-manager example: no dnsNames: the name clients pull from")
+	}
+	if c.Spec.IssuerRef.Name == "" || c.Spec.IssuerRef.Kind == "" {
+		p.add("cert-manager example: issuerRef %+v names no issuer", c.Spec.IssuerRef)
+	}
+	if c.Spec.PrivateKey.RotationPolicy != "Always" {
+		p.add("cert-manager example: privateKey.rotationPolicy %q; want Always, a new key with each certificate", c.Spec.PrivateKey.RotationPolicy)
+	}
+	return p
+}
+
+func TestCertManagerExample(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	base := filepath.Join(root, k8sDir)
+	c, err := buildKustomization(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := checkKubernetesTLS(c, readRepoFile(t, envoySDSPath))
+	checkCertManagerExample(copyTree(t, base, uncommentCertManager), base, secret).expectNone(t)
+
+	// Applied on its own (kubectl apply -f), it must name its namespace.
+	var alone certManagerCertificate
+	if err := yaml.UnmarshalStrict(readRepoFile(t, filepath.Join(k8sDir, certManagerExample)), &alone); err != nil {
+		t.Error(err)
+	} else if alone.Metadata.Namespace != k8sNamespace {
+		t.Errorf("%s: namespace %q; kubectl apply -f would put it elsewhere than %s", certManagerExample, alone.Metadata.Namespace, k8sNamespace)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		edits []edit
+		want  string
+	}{
+		{"another Secret", []edit{{certManagerExample, "secretName: reghost-tls", "secretName: envoy-tls"}}, `fills Secret "envoy-tls"; Envoy mounts "reghost-tls"`},
+		{"unknown field", []edit{{certManagerExample, "  secretName: reghost-tls\n", "  secretName: reghost-tls\n  secretNmae: x\n"}}, `unknown field "spec.secretNmae"`},
+		{"old key kept", []edit{{certManagerExample, "rotationPolicy: Always", "rotationPolicy: Never"}}, "rotationPolicy"},
+		{"no names", []edit{{certManagerExample, "  dnsNames:\n    - registry.example.com\n", ""}}, "no dnsNames"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := copyTree(t, base, append(tc.edits, uncommentCertManager)...)
+			checkCertManagerExample(dir, base, secret).expect(t, tc.want)
 		})
 	}
 }

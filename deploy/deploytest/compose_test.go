@@ -32,7 +32,7 @@ const (
 	// envoyDefaultConfig is where the envoyproxy/envoy image's command
 	// reads its config.
 	envoyDefaultConfig = "/etc/envoy/envoy.yaml"
-	publicPort         = "8080" // the host port Envoy is published on
+	publicPort         = "8443" // the host port Envoy is published on
 	// envoyUser is the envoyproxy/envoy image's envoy user: run as it, the
 	// image's entry point execs envoy without switching users.
 	envoyUser = "101:101"
@@ -92,7 +92,8 @@ func checkCompose(p *types.Project, root string, img image) (composeDeployment, 
 	dep.Images[composeReghost], dep.Images[composeEnvoy] = rg.Image, ev.Image
 
 	// binds returns a service's bind mounts by target, checking that each
-	// source is a file in the repository.
+	// source is a file (or, for certificates, a directory) in the
+	// repository.
 	binds := func(s types.ServiceConfig) map[string]string {
 		m := map[string]string{}
 		for _, v := range s.Volumes {
@@ -102,7 +103,7 @@ func checkCompose(p *types.Project, root string, img image) (composeDeployment, 
 			m[v.Target] = v.Source
 			if !strings.HasPrefix(v.Source, root+string(filepath.Separator)) {
 				pr.add("compose: %s mounts %s from outside the repository", s.Name, v.Source)
-			} else if st, err := os.Stat(v.Source); err != nil || !st.Mode().IsRegular() {
+			} else if st, err := os.Stat(v.Source); err != nil || !st.Mode().IsRegular() && !st.IsDir() {
 				pr.add("compose: %s mounts %s at %s, which does not exist in the repository", s.Name, v.Source, v.Target)
 			}
 			if !v.ReadOnly {
@@ -317,7 +318,7 @@ func within(file, dir string) bool {
 }
 
 // composeFiles are the files docker-compose.yml uses, for broken copies.
-var composeFiles = []string{composePath, "deploy/compose/reghost.yaml", envoyConfigPath, envoyLuaPath}
+var composeFiles = []string{composePath, "deploy/compose/reghost.yaml", envoyConfigPath, envoyLuaPath, envoySDSPath, composeCertsReadme}
 
 // copyFiles copies files (relative paths) from root to a new directory,
 // applying edits, and returns the directory.
@@ -379,8 +380,8 @@ func TestCompose(t *testing.T) {
 		{name: "config missing", edits: []edit{{composePath, "source: ./deploy/compose/reghost.yaml", "source: ./deploy/compose/missing.yaml"}}, want: "does not exist in the repository"},
 		{name: "no data volume", edits: []edit{{composePath, "        source: reghost-data\n        target: /data", "        source: reghost-data\n        target: /var/lib/reghost"}}, want: "no writable named volume at data_dir /data"},
 		{name: "Lua not mounted", edits: []edit{{composePath, "target: /etc/envoy/reghost.lua", "target: /etc/envoy/other.lua"}}, want: "reads /etc/envoy/reghost.lua, which is not mounted"},
-		{name: "Envoy port", edits: []edit{{composePath, `      - "8080:8080"`, `      - "8080:8081"`}}, want: "does not publish host port 8080"},
-		{name: "Envoy unpinned", edits: []edit{{composePath, "envoyproxy/envoy:v1.36-latest", "envoyproxy/envoy"}}, want: "has no version tag"},
+		{name: "Envoy port", edits: []edit{{composePath, `      - "8443:8443"`, `      - "8443:8444"`}}, want: "does not publish host port 8443"},
+		{name: "Envoy unpinned", edits: []edit{{composePath, "envoyproxy/envoy:v1.36.13", "envoyproxy/envoy"}}, want: "has no version tag"},
 		{name: "no token variable", edits: []edit{{composePath, "REGHOST_ADMIN_TOKEN: ${REGHOST_ADMIN_TOKEN:-}", "ADMIN_TOKEN: ${REGHOST_ADMIN_TOKEN:-}"}}, want: "environment has no REGHOST_ADMIN_TOKEN"},
 		{name: "listen port", edits: []edit{{cfgFile, `listen: ":8080"`, `listen: ":8081"`}}, want: "goes to port 8080; reghost listens on 8081"},
 		{name: "admin on loopback", edits: []edit{{cfgFile, `admin_listen: "0.0.0.0:9090"`, `admin_listen: "127.0.0.1:9090"`}}, want: "admin_listen \"127.0.0.1:9090\" is unreachable"},

@@ -347,7 +347,7 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 		return dep, p
 	}
 	if !bytes.Equal(data, envoyYAML) {
-		p.add("k8s: envoy's %s is not %s; run: cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua %s/envoy/", envoyFile, envoyConfigPath, k8sDir)
+		p.add("k8s: envoy's %s is not %s; run: %s", envoyFile, envoyConfigPath, copyEnvoyFiles)
 	}
 	ec, err := parseEnvoy(data)
 	if err != nil {
@@ -357,7 +357,7 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 	for _, f := range ec.Files {
 		fdata, ok := mountedFile(&p, "k8s: envoy", c, epod, ectr, f)
 		if ok && path.Base(f) == path.Base(envoyLuaPath) && !bytes.Equal(fdata, envoyLua) {
-			p.add("k8s: envoy's %s is not %s; run: cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua %s/envoy/", f, envoyLuaPath, k8sDir)
+			p.add("k8s: envoy's %s is not %s; run: %s", f, envoyLuaPath, copyEnvoyFiles)
 		}
 	}
 	ep, err := ec.Cluster(envoyCluster)
@@ -744,14 +744,14 @@ func TestKubernetes(t *testing.T) {
 		{"Envoy copy stale", []edit{{"envoy/envoy.yaml", "connect_timeout: 0.25s", "connect_timeout: 1s"}}, "run: cp deploy/envoy/envoy.yaml"},
 		{"Lua copy stale", []edit{{"envoy/reghost.lua", "local DECIDE_TIMEOUT_MS = 250", "local DECIDE_TIMEOUT_MS = 1000"}}, "envoy's /etc/envoy/reghost.lua is not deploy/envoy/reghost.lua"},
 		{"Lua not mounted", []edit{{"kustomization.yaml", "      - envoy/reghost.lua\n", ""}}, "has no key reghost.lua"},
-		{"Envoy port", []edit{{"envoy/deployment.yaml", "containerPort: 8080", "containerPort: 10000"}}, "container port http 10000; envoy.yaml listens on [8080]"},
+		{"Envoy port", []edit{{"envoy/deployment.yaml", "containerPort: 8443", "containerPort: 10000"}}, "container port https 10000; envoy.yaml listens on [8443]"},
 		{"client address lost", []edit{{"envoy/service.yaml", "externalTrafficPolicy: Local", "externalTrafficPolicy: Cluster"}}, "want LoadBalancer with Local"},
 		{"namespace", []edit{{"kustomization.yaml", "namespace: reghost\n", "namespace: default\n"}}, `namespace "default"`},
 		{"Envoy concurrency", []edit{{"envoy/deployment.yaml", `"--concurrency", "2"]`, `"--concurrency", "4"]`}}, "--concurrency 4, but limits.cpu 2"},
 		{"Envoy no concurrency", []edit{{"envoy/deployment.yaml", `, "--concurrency", "2"]`, `]`}}, "no --concurrency"},
-		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 40\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
+		{"Envoy no preStop", []edit{{"envoy/deployment.yaml", "            preStop:\n              sleep:\n                seconds: 45\n", "            postStart:\n              sleep:\n                seconds: 1\n"}}, "container envoy: no preStop sleep"},
 		{"reghost preStop too short", []edit{{"reghost/deployment.yaml", "                seconds: 40\n", "                seconds: 10\n"}}, "container reghost: preStop sleep of 10s ends before"},
-		{"Envoy preStop too short", []edit{{"envoy/deployment.yaml", "                seconds: 40\n", "                seconds: 10\n"}}, "container envoy: preStop sleep of 10s is shorter"},
+		{"Envoy preStop too short", []edit{{"envoy/deployment.yaml", "                seconds: 45\n", "                seconds: 10\n"}}, "container envoy: preStop sleep of 10s is shorter"},
 		{"Envoy grace too short", []edit{{"envoy/deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 45"}}, "container envoy: terminationGracePeriodSeconds 45"},
 		{"NetworkPolicy missing", []edit{{"kustomization.yaml", "  - reghost/networkpolicy.yaml\n", ""}}, "no NetworkPolicy selects Deployment reghost's pods"},
 		{"NetworkPolicy wrong pods", []edit{{"reghost/networkpolicy.yaml", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost", "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: reghost-v2"}}, "no NetworkPolicy selects Deployment reghost's pods"},

@@ -1,0 +1,67 @@
+package certs
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are one listener's series of the package's collectors.
+type metrics struct {
+	expiry   prometheus.Gauge
+	ok, fail prometheus.Counter
+	failing  prometheus.Gauge
+}
+
+// newMetrics registers the collectors on reg (once: a second listener
+// on the same registerer shares them) and returns listener's series.
+func newMetrics(reg prometheus.Registerer, listener string) (*metrics, error) {
+	expiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reghost_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the certificate being served expires (its NotAfter), in seconds since the Unix epoch.",
+	}, []string{"listener"})
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reghost_tls_certificate_reloads_total",
+		Help: "Certificate reloads after start, by result: ok (a new pair serves) or error (a new pair was refused; the previous one serves).",
+	}, []string{"listener", "result"})
+	failing := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reghost_tls_certificate_reload_error",
+		Help: "1 while the certificate files on disk were refused at the last reload (the previous pair serves), else 0.",
+	}, []string{"listener"})
+	if reg != nil {
+		var err error
+		if expiry, err = register(reg, expiry); err != nil {
+			return nil, err
+		}
+		if reloads, err = register(reg, reloads); err != nil {
+			return nil, err
+		}
+		if failing, err = register(reg, failing); err != nil {
+			return nil, err
+		}
+	}
+	m := &metrics{
+		expiry:  expiry.WithLabelValues(listener),
+		ok:      reloads.WithLabelValues(listener, "ok"),
+		fail:    reloads.WithLabelValues(listener, "error"),
+		failing: failing.WithLabelValues(listener),
+	}
+	m.failing.Set(0) // present from the start, so that an alert on it has a series
+	return m, nil
+}
+
+// register registers c, or returns the equal collector registered before.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("certs: registering metrics: %w", err)
+}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/reghost/reghost/internal/loader/loadertest"
 )
 
 // result is what one loader invocation did.
@@ -120,5 +118,3 @@ func names(t *testing.T, dir string) []string {
 	slices.Sort(out)
 	return out
 }
-
-var _ = loadertest.Snapshot

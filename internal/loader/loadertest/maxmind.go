@@ -40,7 +40,7 @@ type MaxMind struct {
 	requests    []string // "HEAD GeoLite2-ASN tar.gz", "GET GeoLite2-ASN tar.gz.sha256", "STORAGE GeoLite2-ASN_20261201.tar.gz"
 	storageAuth []string // the Authorization header of every storage request ("" when none)
 	failures    []failure
-	stall       bool     // storage sends the start of the archive, then nothing
+	stall       bool // storage sends the start of the archive, then nothing
 }
 
 // NewMaxMind starts the fake, closed when the test ends.

@@ -28,8 +28,8 @@ var errTruncated = errors.New("the archive is truncated")
 // is written; still, an archive with an absolute path, a ".." or a link
 // where the database should be is refused whole, because no honest
 // archive has one. Sizes are capped: the database at maxDB, all the
-// other entries together at maxOtherEntries.
-func extractMMDB(r io.Reader, edition string, w io.Writer, maxDB int64) (int64, error) {
+// other entries together at maxOther.
+func extractMMDB(r io.Reader, edition string, w io.Writer, maxDB, maxOther int64) (int64, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -39,7 +39,7 @@ func extractMMDB(r io.Reader, edition string, w io.Writer, maxDB int64) (int64, 
 	}
 	defer zr.Close()
 	// Everything read through tr counts against the caps.
-	budget := &io.LimitedReader{R: zr, N: maxDB + maxOtherEntries}
+	budget := &io.LimitedReader{R: zr, N: maxDB + maxOther}
 	tr := tar.NewReader(budget)
 	want := edition + ".mmdb"
 	var (
@@ -87,7 +87,7 @@ func extractMMDB(r io.Reader, edition string, w io.Writer, maxDB int64) (int64, 
 		return 0, archiveError(err, budget)
 	}
 	if budget.N <= 0 {
-		return 0, fmt.Errorf("the archive decompresses to more than %d bytes; refusing it", maxDB+maxOtherEntries)
+		return 0, fmt.Errorf("the archive decompresses to more than %d bytes; refusing it", maxDB+maxOther)
 	}
 	if found < 0 {
 		return 0, fmt.Errorf("the archive holds no %s (it holds %s); is the edition name right?", want, strings.Join(names, ", "))

@@ -181,6 +181,14 @@ type credentialsKey struct{}
 // that must never see the license key.
 type authTransport struct{ base http.RoundTripper }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath.
+func (t *authTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c, ok := req.Context().Value(credentialsKey{}).(*credentials)
 	if ok && strings.EqualFold(req.URL.Host, c.host) && req.URL.Scheme == c.scheme {

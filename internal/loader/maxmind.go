@@ -160,7 +160,7 @@ func (m *maxmind) download(ctx context.Context, edition, date, sum, dest string,
 		if err != nil {
 			return err
 		}
-		_, xerr := extractMMDB(in, edition, out, maxDB)
+		_, xerr := extractMMDB(in, edition, out, maxDB, maxOtherEntries)
 		// Hash all of it, whatever extraction thought, so that a
 		// corrupt download is called corrupt.
 		if _, err := io.Copy(io.Discard, in); err != nil && xerr == nil {

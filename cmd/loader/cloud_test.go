@@ -333,3 +333,27 @@ func TestCloudAzureDatedFile(t *testing.T) {
 	s3.urls["azure"] = s3.srv.URL + "/none/ServiceTags_Public_{date}.json"
 	runLoader(t, nil, s3.args("azure")...).want(t, exitFail, "no file found for any of the last")
 }
+
+// A file already in place (copied by hand, or left by another tool) that
+// is the download is recorded, not rewritten; the next run asks
+// conditionally.
+func TestCloudAdoptsIdenticalFile(t *testing.T) {
+	t.Parallel()
+	s := newCloudSetup(t)
+	if err := os.WriteFile(filepath.Join(s.dir, "gcp-cloud.json"), loadertest.Snapshot(t, "gcp-cloud.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapDir(t, s.dir)
+	r := runLoader(t, nil, append(s.args("gcp"), "--output", "json")...)
+	r.want(t, exitOK)
+	if res := parseReport(t, r.stdout).Cloud[0]; res.Action != "unchanged" {
+		t.Errorf("action %q, want unchanged", res.Action)
+	}
+	after := snapDir(t, s.dir)
+	if !after["gcp-cloud.json"].mod.Equal(before["gcp-cloud.json"].mod) {
+		t.Error("an identical file was rewritten")
+	}
+	if _, ok := after["loader-state.json"]; !ok {
+		t.Error("the file was not recorded")
+	}
+}

@@ -43,6 +43,30 @@ type paths struct {
 // resolve reads the data paths from --config, or makes them from
 // --data-dir.
 func resolve(f commonFlags) (paths, error) {
+	p, err := resolveRelative(f)
+	if err != nil {
+		return paths{}, err
+	}
+	// Absolute, so that the state's record of a file matches it however
+	// the next run names the directory.
+	abs := func(s *string) {
+		if a, err := filepath.Abs(*s); err == nil {
+			*s = a
+		}
+	}
+	abs(&p.dataDir)
+	for k, v := range p.geoip {
+		abs(&v)
+		p.geoip[k] = v
+	}
+	for k, v := range p.cloud {
+		abs(&v)
+		p.cloud[k] = v
+	}
+	return p, nil
+}
+
+func resolveRelative(f commonFlags) (paths, error) {
 	if f.dataDir != "" {
 		p := paths{dataDir: f.dataDir, geoip: map[string]string{}, cloud: map[string]string{}}
 		for _, role := range []string{"asn", "country"} {

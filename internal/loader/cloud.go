@@ -204,6 +204,17 @@ func (l *Loader) provider(ctx context.Context, req CloudRequest, p Provider, st 
 	}
 	sum := sha256.Sum256(body)
 	hexSum := hex.EncodeToString(sum[:])
+	if !installed {
+		// A file put there by hand or by an older loader, the same as
+		// the download: nothing to write, only to record.
+		if sum, ok := fileSHA256(p.Dest); ok && sum == hexSum {
+			rec = SetState{File: p.Dest, SHA256: sum, Size: int64(len(body)), InstalledAt: l.now().UTC()}
+			if ranges, stamp, err := cloud.ParseFile(p.Name, bytes.NewReader(body)); err == nil {
+				rec.Stamp, rec.BuildTime, rec.Prefixes = stamp.Published, stamp.Time, len(ranges)
+			}
+			installed = true
+		}
+	}
 	if installed && rec.SHA256 == hexSum {
 		res.Action, res.Stamp, res.Prefixes, res.PreviousPrefixes = ActionUnchanged, rec.Stamp, rec.Prefixes, rec.Prefixes
 		l.log.Info("cloud ranges are current (same content)", "provider", p.Name, "url", res.URL)

@@ -94,13 +94,13 @@ func (c cli) usageError(fs *flag.FlagSet, msg string) int {
 // context is the run's context: cancelled by SIGINT or SIGTERM (a
 // Kubernetes Job's deadline), so an interrupted run stops cleanly and
 // leaves the installed files as they were.
-func (c cli) context(timeoutFlag commonFlags) (context.Context, context.CancelFunc) {
+func (c cli) context(f commonFlags) (context.Context, context.CancelFunc) {
 	parent := c.ctx
 	var stop context.CancelFunc = func() {}
 	if parent == nil {
 		parent, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	}
-	ctx, cancel := context.WithTimeout(parent, timeoutFlag.timeout)
+	ctx, cancel := context.WithTimeout(parent, f.timeout)
 	return ctx, func() { cancel(); stop() }
 }
 

@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# reghost image: the commands under cmd/ (server, and loader once it
-# exists), static, on distroless with no shell, running as the non-root
-# user 65532 and writing only to /data, so it runs with a read-only root.
+# reghost image: the commands under cmd/ (server and loader), static,
+# on distroless with no shell, running as the non-root user 65532 and
+# writing only to /data, so it runs with a read-only root. The loader:
+#   docker run --rm -v reghost-data:/data --entrypoint /usr/local/bin/loader \
+#     reghost:dev cloud --data-dir /data
 #
 #   docker build -t reghost:dev .
 #   docker run --rm reghost:dev -print-example-config

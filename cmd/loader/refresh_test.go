@@ -147,10 +147,11 @@ rules:
 				switch {
 				case err != nil:
 					problems = append(problems, ip+": "+err.Error())
-				case got == e.after:
+				case got == e.after && e.after != e.before:
 					if !after {
 						switched[ip] = time.Now()
 					}
+				case got == e.after:
 				case got == e.before && !after:
 				default:
 					problems = append(problems, fmt.Sprintf("%s: decided by %q (new data seen before: %v)", ip, got, after))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reghost/reghost/internal/app"
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/httpapi"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *accessLog {
 		// The same writer, so that access lines and the other logs come
 		// out whole and in one stream; the access log has no level.
-		opts.AccessLog = slog.New(slog.NewJSONHandler(out, nil))
+		opts.AccessLog = httpapi.NewAccessLogHandler(out)
 	}
 	a, err := app.New(cfg, opts)
 	if err != nil {

@@ -34,7 +34,7 @@ type Options struct {
 	// Getenv reads REGHOST_ADMIN_TOKEN; nil: os.Getenv.
 	Getenv func(string) string
 	// AccessLog gets one line per request on either listener; nil: none.
-	AccessLog *slog.Logger
+	AccessLog slog.Handler
 	// ShutdownTimeout bounds the wait for in-flight requests; 10s.
 	ShutdownTimeout time.Duration
 	// CloudPollInterval is how often cloud range files are checked for

@@ -328,7 +328,7 @@ func TestAWSNestedInGlobal(t *testing.T) {
 		}
 	}
 	t.Logf("%d AWS regional prefixes are nested in GLOBAL ones, all resolve to their region", nested)
-	// 247 in this snapshot, the same count DESIGN.md gives for the
+	// 247 in this snapshot, the same count docs/design.md gives for the
 	// prefixes that registry.k8s.io mis-routes.
 	if nested != 247 {
 		t.Errorf("found %d regional prefixes nested in GLOBAL ones, want 247", nested)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,7 +33,7 @@ func accessLines(t *testing.T, buf *logtest.Buffer) []map[string]any {
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	var buf logtest.Buffer
-	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: slog.New(slog.NewJSONHandler(&buf, nil)),
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: NewAccessLogHandler(&buf),
 		ClientIP: ClientIPConfig{Header: "X-Forwarded-For", TrustedProxies: testTrusted}})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +72,7 @@ func TestAccessLog(t *testing.T) {
 func newLoggingServer(t *testing.T) (*httptest.Server, *logtest.Buffer) {
 	t.Helper()
 	buf := new(logtest.Buffer)
-	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: slog.New(slog.NewJSONHandler(buf, nil)),
+	h, err := NewPublic(PublicConfig{Engine: testEngine(t), AccessLog: NewAccessLogHandler(buf),
 		ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
 	if err != nil {
 		t.Fatal(err)

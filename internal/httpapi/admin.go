@@ -38,7 +38,7 @@ type AdminConfig struct {
 	Logger   *slog.Logger
 	Metrics  *Metrics
 	// AccessLog gets one line per request; nil: none.
-	AccessLog *slog.Logger
+	AccessLog slog.Handler
 }
 
 type admin struct {

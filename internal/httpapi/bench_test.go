@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -22,7 +21,7 @@ func BenchmarkHandler(b *testing.B) {
 		http.Redirect(c.Response(), c.Request(), "https://registry-1.docker.io"+c.Request().URL.Path, http.StatusTemporaryRedirect)
 		return nil
 	})
-	reghost, err := NewPublic(PublicConfig{Engine: testEngine(b), AccessLog: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	reghost, err := NewPublic(PublicConfig{Engine: testEngine(b), AccessLog: NewAccessLogHandler(io.Discard),
 		ClientIP: ClientIPConfig{TrustedProxies: testTrusted}})
 	if err != nil {
 		b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gaissmai/bart"
 
+	"github.com/reghost/reghost/internal/iprange"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -48,9 +49,11 @@ type layer struct {
 	text    string
 	targets []int32
 
-	// cidr maps addresses to the chain of the longest prefix holding
-	// them.
-	cidr        *bart.Table[ref]
+	// cidr4 and cidr6 map addresses to the chain of the longest prefix
+	// holding them: IPv4 in a flat range table, as the GeoIP data, IPv6
+	// in a prefix table.
+	cidr4       *iprange.Table
+	cidr6       *bart.Table[ref]
 	asn         map[uint32]ref
 	cloudRegion map[cloudKey]ref
 	cloud       map[string]ref
@@ -168,6 +171,8 @@ func compileLayer(rs *ruleset, items []item) *layer {
 	// Link each prefix's chain to the chain of the longest shorter prefix
 	// that contains it, so that when every registry of a /24 is down the
 	// search goes on to the /16 around it before leaving the cidr kind.
+	var v4 iprange.Builder
+	l.cidr6 = new(bart.Table[ref])
 	for pfx, head := range cidr.All() {
 		if pfx.Bits() > 0 {
 			parent := netip.PrefixFrom(pfx.Addr(), pfx.Bits()-1).Masked()
@@ -175,8 +180,13 @@ func compileLayer(rs *ruleset, items []item) *layer {
 				l.entries[c.tails[head]].next = up
 			}
 		}
+		if pfx.Addr().Is4() {
+			_ = v4.Add(pfx, uint32(head)) // cannot fail: an IPv4 prefix, refs stay below None
+		} else {
+			l.cidr6.Insert(pfx, head)
+		}
 	}
-	l.cidr = cidr
+	l.cidr4 = v4.Build()
 	l.text = strings.Clone(text.String()) // without the builder's spare room
 	return l
 }
@@ -184,7 +194,14 @@ func compileLayer(rs *ruleset, items []item) *layer {
 // lookupCIDR returns the chain of the longest prefix holding addr, which
 // is unmapped.
 func (l *layer) lookupCIDR(addr netip.Addr) ref {
-	r, _ := l.cidr.Lookup(addr)
+	if addr.Is4() {
+		r, _ := l.cidr4.Lookup(iprange.Uint32(addr))
+		if r == iprange.None {
+			return 0
+		}
+		return ref(r)
+	}
+	r, _ := l.cidr6.Lookup(addr)
 	return r
 }
 

@@ -4,7 +4,7 @@
 // immutable snapshot that is swapped whole, and a decision never locks,
 // never waits on I/O and allocates only its redirect URL.
 //
-// The decision order (DESIGN.md): cidr (longest prefix) > asn >
+// The decision order (docs/design.md): cidr (longest prefix) > asn >
 // cloud+region > cloud > country > continent > default. Within a kind an
 // override beats a static rule; a registry that is down is skipped and
 // the search goes on; when nothing healthy matches, the default registry

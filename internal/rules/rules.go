@@ -21,7 +21,7 @@ import (
 // specific and is tried first.
 type Kind uint8
 
-// The match kinds, most specific first (DESIGN.md, "What it decides").
+// The match kinds, most specific first (docs/design.md, "What it decides").
 const (
 	KindNone Kind = iota
 	KindCIDR

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -142,7 +141,7 @@ func (a *App) newServers() error {
 	adm, err := httpapi.NewAdmin(httpapi.AdminConfig{
 		Engine:    a.engine,
 		Overrides: a.overrides,
-		Token:     a.token,
+		Tokens:    map[string]string{"admin": a.token},
 		DataSets:  a.dataSets,
 		Logger:    a.log,
 		Metrics:   a.metrics,
@@ -182,7 +181,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 		scheme, _, _ := strings.Cut(cfg.Store, "://")
 		return nil, fmt.Errorf("store: %s stores are not built in yet; only the embedded store (store: \"\") is", scheme)
 	}
-	return store.OpenFile(filepath.Join(cfg.DataDir, "overrides.json"), log) // its errors say "store: …"
+	return store.OpenBolt(cfg.DataDir, store.BoltOptions{Logger: log}) // its errors say "store: …"
 }
 
 // dataSetTimes is what the data set gauges report: every loaded GeoIP

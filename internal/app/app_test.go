@@ -381,7 +381,7 @@ func TestStoreChangesApply(t *testing.T) {
 	if got := where(); got != "k8s.example" {
 		t.Fatalf("before: %s", got)
 	}
-	_, err := a.store.Put(t.Context(), rules.Override{ID: "elsewhere", Registries: []string{"aws"},
+	_, err := a.store.Put(t.Context(), "elsewhere", rules.Override{ID: "elsewhere", Registries: []string{"aws"},
 		Match: rules.Match{CIDR: netip.MustParsePrefix("198.51.100.0/24")}})
 	if err != nil {
 		t.Fatal(err)
@@ -393,8 +393,8 @@ func TestStoreChangesApply(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if v := a.overrides.Version(); v != 1 {
-		t.Errorf("applied version %d, want 1", v)
+	if v := a.overrides.Version(); v.N != 1 {
+		t.Errorf("applied version %s, want n 1", v)
 	}
 }
 
@@ -404,7 +404,7 @@ func TestStoreChangesApply(t *testing.T) {
 func TestStoreChangeBeforeWatchingApplies(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "", Options{})
-	_, err := a.store.Put(t.Context(), rules.Override{ID: "early", Registries: []string{"aws"},
+	_, err := a.store.Put(t.Context(), "elsewhere", rules.Override{ID: "early", Registries: []string{"aws"},
 		Match: rules.Match{CIDR: netip.MustParsePrefix("198.51.100.0/24")}})
 	if err != nil {
 		t.Fatal(err)

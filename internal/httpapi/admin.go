@@ -4,19 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,18 +34,27 @@ import (
 type AdminConfig struct {
 	Engine    *policy.Engine
 	Overrides *overrides.Service
-	// Token is the bearer token every call but /metrics must present.
-	Token string
+	// Tokens are the bearer tokens every call but /metrics must present
+	// one of, by name: the name is who made a change, in the audit trail.
+	Tokens map[string]string
 	// DataSets reports the loaded GeoIP and cloud data (/api/v1/datasets).
 	DataSets func() any
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	// Health reports a registry's health checks for /api/v1/registries;
+	// nil: none.
+	Health  func(registry string) any
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// AccessLog gets one line per request; nil: none.
 	AccessLog slog.Handler
 }
 
 type admin struct {
-	cfg   AdminConfig
+	cfg    AdminConfig
+	tokens []namedToken
+}
+
+type namedToken struct {
+	name  string
 	token []byte
 }
 
@@ -51,8 +63,15 @@ const maxBody = 64 << 10
 
 // NewAdmin returns the admin listener's handler.
 func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
-	if len(cfg.Token) < 16 {
-		return nil, errors.New("admin token: shorter than 16 characters")
+	if len(cfg.Tokens) == 0 {
+		return nil, errors.New("admin: no token")
+	}
+	a := &admin{cfg: cfg}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Tokens)) {
+		if len(cfg.Tokens[name]) < 16 {
+			return nil, fmt.Errorf("admin token %q: shorter than 16 characters", name)
+		}
+		a.tokens = append(a.tokens, namedToken{name, []byte(cfg.Tokens[name])})
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -60,7 +79,6 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	a := &admin{cfg: cfg, token: []byte(cfg.Token)}
 	// Without the catch-all routes Echo adds to groups with middleware,
 	// a method a path does not take is 405 with Allow, not 404. Paths
 	// and methods that do not exist reveal nothing the API's documentation
@@ -73,11 +91,15 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	api := e.Group("/api/v1", a.auth)
 	api.GET("/overrides", a.list)
 	api.POST("/overrides", a.create)
+	api.PUT("/overrides", a.replaceAll)
 	api.GET("/overrides/:id", a.get)
 	api.PUT("/overrides/:id", a.put)
 	api.DELETE("/overrides/:id", a.delete)
 	api.GET("/explain", a.explain)
 	api.GET("/registries", a.registries)
+	api.POST("/registries/:name/drain", a.drain)
+	api.POST("/registries/:name/undrain", a.undrain)
+	api.GET("/audit", a.audit)
 	api.GET("/datasets", a.datasets)
 
 	// Go's profiler, for operators chasing latency; behind the token too.
@@ -99,12 +121,31 @@ func (a *admin) auth(next echo.HandlerFunc) echo.HandlerFunc {
 		// or more spaces may follow it (11.4).
 		scheme, got, _ := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
 		got = strings.TrimLeft(got, " ")
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
+		who := ""
+		// Every token is compared, so that the time taken says nothing
+		// of which one came close.
+		for _, t := range a.tokens {
+			if subtle.ConstantTimeCompare([]byte(got), t.token) == 1 {
+				who = t.name
+			}
+		}
+		if !strings.EqualFold(scheme, "Bearer") || who == "" {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="reghost admin"`)
 			return c.JSON(http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})
 		}
+		c.Set(whoKey, who)
 		return next(c)
 	}
+}
+
+// whoKey is where auth notes the name of the token a request presented.
+const whoKey = "reghost.who"
+
+// who is the name of the token the request presented: who makes the
+// change, as the audit trail records it.
+func who(c *echo.Context) string {
+	name, _ := c.Get(whoKey).(string)
+	return name
 }
 
 // apiError is every error body of the admin API.
@@ -142,12 +183,12 @@ func invalid(c *echo.Context, err error) error {
 }
 
 type listResponse struct {
-	Version   uint64           `json:"version"`
+	Version   store.Version    `json:"version"`
 	Overrides []rules.Override `json:"overrides"`
 }
 
 type writeResponse struct {
-	Version  uint64          `json:"version"`
+	Version  store.Version   `json:"version"`
 	Override *rules.Override `json:"override,omitempty"`
 }
 
@@ -205,32 +246,57 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
-// jsonUnknownField starts encoding/json's error for a key that
-// DisallowUnknownFields refuses; the quoted key follows.
-const jsonUnknownField = "json: unknown field "
-
-// unknownField names the field encoding/json refused as unknown, whose
-// error gives the quoted key alone. The body is decoded again with its
-// match left raw: an unknown key then is at the top level, and if none
-// is, the one refused was inside match.
-func unknownField(data []byte, quoted string) string {
-	var top struct {
-		overrideBody
-		Match json.RawMessage `json:"match"` // shadows overrideBody's
+// decodeStrict decodes data into v by JSON's strict reading: a key must
+// match its field's name exactly, a key given twice is refused, and so is
+// a key the API does not know or anything after the value. Errors start
+// with the field at fault, as a dotted path ("match.asn: ...").
+func decodeStrict(data []byte, v any) error {
+	err := jsonv2.Unmarshal(data, v, jsonv2.RejectUnknownMembers(true))
+	if err == nil {
+		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&top)
-	if q, ok := strings.CutPrefix(fmt.Sprint(err), jsonUnknownField); ok {
-		if key, err := strconv.Unquote(q); err == nil {
-			return key
+	if se, ok := errors.AsType[*jsonv2.SemanticError](err); ok {
+		field := fieldOf(se.JSONPointer)
+		switch {
+		case errors.Is(se.Err, jsonv2.ErrUnknownName):
+			return fmt.Errorf("%s: unknown field", field)
+		case se.GoType != nil && se.JSONKind == '0' && len(se.JSONValue) > 0:
+			return fmt.Errorf("%s: a JSON number %s where %s belongs", field, truncate(string(se.JSONValue), 32), jsonKind(se.GoType))
+		case se.GoType != nil && se.JSONKind != 0:
+			return fmt.Errorf("%s: a JSON %s where %s belongs", field, se.JSONKind, jsonKind(se.GoType))
 		}
+		return fmt.Errorf("%s: %v", field, se.Err)
 	}
-	key, err := strconv.Unquote(quoted)
-	if err != nil {
-		return "match"
+	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
+		if errors.Is(se.Err, jsontext.ErrDuplicateName) {
+			return fmt.Errorf("%s: given more than once", fieldOf(se.JSONPointer))
+		}
+		if strings.Contains(se.Err.Error(), "after top-level value") {
+			return errors.New("body: more after the JSON object")
+		}
+		return fmt.Errorf("body: invalid JSON at byte %d: %v", se.ByteOffset, se.Err)
 	}
-	return "match." + key
+	return fmt.Errorf("body: invalid JSON: %v", err)
+}
+
+// fieldOf renders a JSON pointer as a field path: /overrides/3/match
+// becomes overrides[3].match.
+func fieldOf(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if n, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
+			fmt.Fprintf(&b, "[%d]", n)
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	if b.Len() == 0 {
+		return "body"
+	}
+	return b.String()
 }
 
 // jsonKind names what a Go type takes in JSON, for decoding errors.
@@ -248,38 +314,51 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
+// readBody reads a request body of at most limit bytes.
+func readBody(c *echo.Context, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(c.Request().Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("body: larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
 // readOverride decodes a request body. The path's id, when there is
 // one, is the override's ID. What the body leaves out, the overrides
 // service fills in.
 func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, error) {
-	data, err := io.ReadAll(io.LimitReader(c.Request().Body, maxBody+1))
-	if err != nil {
-		return rules.Override{}, fmt.Errorf("body: %w", err)
-	}
-	if len(data) > maxBody {
-		return rules.Override{}, fmt.Errorf("body: larger than %d bytes", maxBody)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var b overrideBody
-	if err := dec.Decode(&b); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return rules.Override{}, fmt.Errorf("%s: a JSON %s where %s belongs", te.Field, te.Value, jsonKind(te.Type))
-		}
-		if name, ok := strings.CutPrefix(err.Error(), jsonUnknownField); ok {
-			return rules.Override{}, fmt.Errorf("%s: unknown field", unknownField(data, name))
-		}
-		return rules.Override{}, fmt.Errorf("body: invalid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return rules.Override{}, errors.New("body: more after the JSON object")
-	}
-	expires, err := parseTime("expires_at", b.ExpiresAt)
+	data, err := readBody(c, maxBody)
 	if err != nil {
 		return rules.Override{}, err
 	}
-	created, err := parseTime("created_at", b.CreatedAt)
+	var b overrideBody
+	if err := decodeStrict(data, &b); err != nil {
+		return rules.Override{}, err
+	}
+	o, err := b.override("")
+	if err != nil {
+		return rules.Override{}, err
+	}
+	switch {
+	case pathID != "" && o.ID == "":
+		o.ID = pathID
+	case pathID != "" && o.ID != pathID:
+		return rules.Override{}, fmt.Errorf("id: %q in the body but %q in the path", o.ID, pathID)
+	}
+	return o, nil
+}
+
+// override converts b; field prefixes errors' field names
+// ("overrides[3].").
+func (b *overrideBody) override(field string) (rules.Override, error) {
+	expires, err := parseTime(field+"expires_at", b.ExpiresAt)
+	if err != nil {
+		return rules.Override{}, err
+	}
+	created, err := parseTime(field+"created_at", b.CreatedAt)
 	if err != nil {
 		return rules.Override{}, err
 	}
@@ -292,29 +371,19 @@ func (a *admin) readOverride(c *echo.Context, pathID string) (rules.Override, er
 	if b.Match.CIDR != "" {
 		p, err := netip.ParsePrefix(b.Match.CIDR)
 		if err != nil {
-			return rules.Override{}, fmt.Errorf("match.cidr: %q is not a CIDR prefix", b.Match.CIDR)
+			return rules.Override{}, fmt.Errorf("%smatch.cidr: %q is not a CIDR prefix", field, truncate(b.Match.CIDR, 64))
 		}
 		o.Match.CIDR = p
 	}
-	switch {
-	case pathID != "" && o.ID == "":
-		o.ID = pathID
-	case pathID != "" && o.ID != pathID:
-		return rules.Override{}, fmt.Errorf("id: %q in the body but %q in the path", o.ID, pathID)
-	}
 	return o, nil
 }
-
-// actor is who makes changes through the admin API, as the overrides
-// service records them.
-const actor = "admin-api"
 
 func (a *admin) create(c *echo.Context) error {
 	o, err := a.readOverride(c, "")
 	if err != nil {
 		return invalid(c, err)
 	}
-	o, v, err := a.cfg.Overrides.Create(c.Request().Context(), actor, o)
+	o, v, err := a.cfg.Overrides.Create(c.Request().Context(), who(c), o)
 	if err != nil {
 		return fail(c, err)
 	}
@@ -327,7 +396,7 @@ func (a *admin) put(c *echo.Context) error {
 	if err != nil {
 		return invalid(c, err)
 	}
-	o, created, v, err := a.cfg.Overrides.Put(c.Request().Context(), actor, o)
+	o, created, v, err := a.cfg.Overrides.Put(c.Request().Context(), who(c), o)
 	if err != nil {
 		return fail(c, err)
 	}
@@ -339,7 +408,7 @@ func (a *admin) put(c *echo.Context) error {
 }
 
 func (a *admin) delete(c *echo.Context) error {
-	v, err := a.cfg.Overrides.Delete(c.Request().Context(), actor, c.Param("id"))
+	v, err := a.cfg.Overrides.Delete(c.Request().Context(), who(c), c.Param("id"))
 	if err != nil {
 		return fail(c, err)
 	}
@@ -369,15 +438,120 @@ type registryInfo struct {
 	URL     string `json:"url"`
 	Host    string `json:"host"`
 	Default bool   `json:"default"`
-	Up      bool   `json:"up"`
+	// Up: decisions may send clients there (not down, or health is
+	// ignored in panic; not drained).
+	Up      bool         `json:"up"`
+	Down    bool         `json:"down"`
+	Drained *store.Drain `json:"drained,omitempty"`
+	Health  any          `json:"health,omitempty"`
+}
+
+type registriesResponse struct {
+	// Panic: most registries look down, so health is ignored.
+	Panic      bool           `json:"panic"`
+	Registries []registryInfo `json:"registries"`
 }
 
 func (a *admin) registries(c *echo.Context) error {
-	var out []registryInfo
-	for _, r := range a.cfg.Engine.Registries() {
-		out = append(out, registryInfo{Name: r.Name, URL: r.URL, Host: r.Host, Default: r.Default, Up: r.Up})
+	regs, panic := a.cfg.Engine.Registries()
+	drains := map[string]store.Drain{}
+	for _, d := range a.cfg.Overrides.Drains() {
+		drains[d.Registry] = d
+	}
+	out := registriesResponse{Panic: panic, Registries: []registryInfo{}}
+	for _, r := range regs {
+		info := registryInfo{Name: r.Name, URL: r.URL, Host: r.Host, Default: r.Default, Up: r.Up, Down: r.Down}
+		if d, ok := drains[r.Name]; ok {
+			info.Drained = &d
+		}
+		if a.cfg.Health != nil {
+			info.Health = a.cfg.Health(r.Name)
+		}
+		out.Registries = append(out.Registries, info)
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// drain and undrain take a registry out of routing and put it back, on
+// every replica; health checks go on.
+func (a *admin) drain(c *echo.Context) error {
+	var body struct {
+		Note string `json:"note"`
+	}
+	data, err := readBody(c, maxBody)
+	if err != nil {
+		return invalid(c, err)
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := decodeStrict(data, &body); err != nil {
+			return invalid(c, err)
+		}
+	}
+	v, err := a.cfg.Overrides.Drain(c.Request().Context(), who(c), c.Param("name"), body.Note)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, writeResponse{Version: v})
+}
+
+func (a *admin) undrain(c *echo.Context) error {
+	v, err := a.cfg.Overrides.Undrain(c.Request().Context(), who(c), c.Param("name"))
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, writeResponse{Version: v})
+}
+
+// audit is the trail of changes, newest first: ?limit= (default 100, at
+// most 10,000).
+func (a *admin) audit(c *echo.Context) error {
+	limit := 100
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10_000 {
+			return c.JSON(http.StatusBadRequest, apiError{Error: "limit: want a number from 1 to 10000", Field: "limit"})
+		}
+		limit = n
+	}
+	entries, err := a.cfg.Overrides.Audit(c.Request().Context(), limit)
+	if err != nil {
+		return fail(c, err)
+	}
+	if entries == nil {
+		entries = []store.AuditEntry{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"entries": entries})
+}
+
+// maxImport bounds an import's JSON: a hundred thousand overrides are
+// about 20 MB.
+const maxImport = 256 << 20
+
+// replaceAll makes the body's overrides the whole set, in one step: an
+// import, or a restore of a saved set. Every one is validated first; one
+// that is not valid fails the call and changes nothing.
+func (a *admin) replaceAll(c *echo.Context) error {
+	data, err := readBody(c, maxImport)
+	if err != nil {
+		return invalid(c, err)
+	}
+	var body struct {
+		Overrides []overrideBody `json:"overrides"`
+	}
+	if err := decodeStrict(data, &body); err != nil {
+		return invalid(c, err)
+	}
+	ovs := make([]rules.Override, len(body.Overrides))
+	for i := range body.Overrides {
+		if ovs[i], err = body.Overrides[i].override(fmt.Sprintf("overrides[%d].", i)); err != nil {
+			return invalid(c, err)
+		}
+	}
+	v, err := a.cfg.Overrides.Replace(c.Request().Context(), who(c), ovs)
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"version": v, "overrides": len(ovs)})
 }
 
 func (a *admin) datasets(c *echo.Context) error {

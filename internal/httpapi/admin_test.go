@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,7 +23,7 @@ const testToken = "test-token-0123456789abcdef"
 type adminEnv struct {
 	admin, public *httptest.Server
 	engine        *policy.Engine
-	store         *store.File
+	store         *store.Bolt
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
@@ -36,7 +35,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 func newAdminEnvAt(t *testing.T, now func() time.Time) *adminEnv {
 	t.Helper()
 	engine := testEngine(t)
-	st, err := store.OpenFile(filepath.Join(t.TempDir(), "overrides.json"), nil)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func newAdminEnvAt(t *testing.T, now func() time.Time) *adminEnv {
 		t.Fatal(err)
 	}
 	m := NewMetrics()
-	adm, err := NewAdmin(AdminConfig{Engine: engine, Overrides: svc, Token: testToken, Metrics: m,
+	adm, err := NewAdmin(AdminConfig{Engine: engine, Overrides: svc, Tokens: map[string]string{"tester": testToken}, Metrics: m,
 		DataSets: func() any { return map[string]string{"geoip": "test"} }})
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +93,13 @@ func callWith(t *testing.T, method, url, body, auth string) (int, map[string]any
 	return r.StatusCode, out
 }
 
+// versionN is the n of a response's version.
+func versionN(body map[string]any) float64 {
+	v, _ := body["version"].(map[string]any)
+	n, _ := v["n"].(float64)
+	return n
+}
+
 func TestAdminAuth(t *testing.T) {
 	t.Parallel()
 	env := newAdminEnv(t)
@@ -125,8 +131,11 @@ func TestAdminAuth(t *testing.T) {
 	if allow := r.Header.Get("Allow"); r.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(allow, "PUT") || !strings.Contains(allow, "DELETE") {
 		t.Errorf("PATCH: %d, Allow %q", r.StatusCode, allow)
 	}
-	if _, err := NewAdmin(AdminConfig{Token: "short"}); err == nil {
+	if _, err := NewAdmin(AdminConfig{Tokens: map[string]string{"x": "short"}}); err == nil {
 		t.Error("short token accepted")
+	}
+	if _, err := NewAdmin(AdminConfig{}); err == nil {
+		t.Error("no token accepted")
 	}
 }
 
@@ -142,7 +151,7 @@ func TestAdminOverridesCRUD(t *testing.T) {
 
 	code, body := env.call(t, "POST", "/api/v1/overrides",
 		`{"id":"se-to-eu","match":{"country":"SE"},"registries":["eu"],"note":"hub is slow from SE","created_by":"alice","created_at":"2026-11-01T08:00:00Z"}`)
-	if code != http.StatusCreated || body["version"] != 1.0 {
+	if v, _ := body["version"].(map[string]any); code != http.StatusCreated || v["n"] != 1.0 || v["epoch"] != 1.0 {
 		t.Fatalf("create: %d %v", code, body)
 	}
 	// The write took effect on this server before the response.
@@ -159,7 +168,7 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	}
 
 	code, body = env.call(t, "PUT", "/api/v1/overrides/se-to-eu", `{"match":{"country":"SE"},"registries":["k8s"]}`)
-	if code != 200 || body["version"] != 2.0 {
+	if code != 200 || versionN(body) != 2 {
 		t.Errorf("put: %d %v", code, body)
 	}
 	if got := publicHost("89.160.20.112"); got != "us-west1-docker.pkg.dev" {
@@ -177,12 +186,12 @@ func TestAdminOverridesCRUD(t *testing.T) {
 		t.Errorf("create with a generated id: %d %v", code, body)
 	}
 	code, body = env.call(t, "GET", "/api/v1/overrides", "")
-	if list, _ := body["overrides"].([]any); code != 200 || len(list) != 2 || body["version"] != 3.0 {
+	if list, _ := body["overrides"].([]any); code != 200 || len(list) != 2 || versionN(body) != 3 {
 		t.Errorf("list: %d %v", code, body)
 	}
 
 	code, body = env.call(t, "DELETE", "/api/v1/overrides/se-to-eu", "")
-	if code != 200 || body["version"] != 4.0 {
+	if code != 200 || versionN(body) != 4 {
 		t.Errorf("delete: %d %v", code, body)
 	}
 	if got := publicHost("89.160.20.112"); got != "registry-1.docker.io" {
@@ -196,7 +205,7 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	}
 	// PUT of a new id creates it (201), stamped now; again, it replaces it (200).
 	code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64500},"registries":["hub"]}`)
-	if o, _ := body["override"].(map[string]any); code != 201 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "admin-api" {
+	if o, _ := body["override"].(map[string]any); code != 201 || o["created_at"] != "2026-11-23T12:00:00Z" || o["created_by"] != "tester" {
 		t.Errorf("put of a new id: %d %v", code, body)
 	}
 	if code, body = env.call(t, "PUT", "/api/v1/overrides/new-by-put", `{"match":{"asn":64501},"registries":["hub"]}`); code != 200 {
@@ -248,9 +257,13 @@ func TestAdminOverrideValidation(t *testing.T) {
 		{"unknown field", `{"match":{"asn":1},"registries":["hub"],"colour":"red"}`, "colour", "colour: unknown field"},
 		{"unknown match field", `{"match":{"asn":1,"colour":"red"},"registries":["hub"]}`, "match.colour", "match.colour: unknown field"},
 		{"top-level field in match", `{"match":{"asn":1,"note":"x"},"registries":["hub"]}`, "match.note", "match.note: unknown field"},
-		{"top-level field in match, in other case", `{"Note":"x","match":{"asn":1,"Note":"y"},"registries":["hub"]}`, "match.Note", "match.Note: unknown field"},
-		{"unknown in both", `{"match":{"asn":1,"colour":1},"registries":["hub"],"shade":2}`, "shade", "shade: unknown field"},
-		{"not JSON", `{"match":`, "body", "body: invalid JSON: unexpected EOF"},
+		{"a key in another case", `{"match":{"asn":1},"Registries":["hub"]}`, "Registries", "Registries: unknown field"},
+		{"match keys in another case", `{"MATCH":{"COUNTRY":"DE"},"registries":["hub"]}`, "MATCH", "MATCH: unknown field"},
+		{"a key twice", `{"match":{"asn":1},"registries":["hub"],"registries":["eu"]}`, "registries", "registries: given more than once"},
+		{"a match key twice", `{"match":{"asn":1,"asn":2},"registries":["hub"]}`, "match.asn", "match.asn: given more than once"},
+		{"unknown in both", `{"match":{"asn":1,"colour":1},"registries":["hub"],"shade":2}`, "match.colour", "match.colour: unknown field"},
+		{"not JSON", `{"match":`, "body", "body: invalid JSON at byte 9: unexpected EOF"},
+		{"created_by too long", `{"match":{"asn":1},"registries":["hub"],"created_by":"` + strings.Repeat("x", 257) + `"}`, "created_by", "created_by: longer than 256 bytes"},
 		{"trailing brackets", `{"match":{"asn":1},"registries":["hub"]}}]`, "body", "body: more after the JSON object"},
 		{"two objects", `{"match":{"asn":1},"registries":["hub"]} {}`, "body", "body: more after the JSON object"},
 		{"asn as a string", `{"match":{"asn":"15169"},"registries":["hub"]}`, "match.asn", "match.asn: a JSON string where a number from 0 to 4294967295 belongs"},
@@ -272,8 +285,8 @@ func TestAdminOverrideValidation(t *testing.T) {
 	if code != 400 || body["field"] != "id" {
 		t.Errorf("id mismatch: %d %v", code, body)
 	}
-	if v, _ := env.store.Version(context.Background()); v != 0 {
-		t.Errorf("invalid writes reached the store: version %d", v)
+	if v, _ := env.store.Version(context.Background()); v.N != 0 {
+		t.Errorf("invalid writes reached the store: version %s", v)
 	}
 }
 
@@ -298,9 +311,10 @@ func TestAdminExplainRegistriesDataSetsMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var regs []registryInfo
-	json.NewDecoder(r.Body).Decode(&regs)
+	var regsResp registriesResponse
+	json.NewDecoder(r.Body).Decode(&regsResp)
 	r.Body.Close()
+	regs := regsResp.Registries
 	if len(regs) != 4 || regs[0].Name != "k8s" || !regs[0].Default || !regs[0].Up || regs[1].Host != "registry-1.docker.io" {
 		t.Errorf("registries: %+v", regs)
 	}

@@ -1,15 +1,15 @@
-// Package overrides is the one path every change to the run-time
-// overrides takes, whichever door it came in by (the admin API, the admin
-// page, the loader): validate, write to the store, apply to the engine,
-// answer with the version. It also follows the store's change
-// notifications, so that writes by other replicas reach this one's
-// engine.
+// Package overrides is the one path every run-time change to routing
+// takes, whichever door it came in by (the admin API, the admin page, the
+// loader): overrides and registry drains are validated, written to the
+// store, applied to the engine, and answered with the store's version.
+// It also follows the store's changes, so that writes by other replicas
+// reach this one's engine.
 //
-// The service keeps the set it last applied, and the store version it
-// came from. A write of its own that lands right after that version is
-// applied as a change to the set; anything else (another writer got in
-// between, a notification of a version it has not seen) reloads the
-// whole set from the store.
+// The service keeps the set it last applied and the store version it
+// came from. A change that comes right after that version (its own
+// write, or another replica's as the store reports it) is applied as a
+// change to the set; anything else (a gap, a new epoch, a Whole change)
+// reloads everything from the store.
 package overrides
 
 import (
@@ -37,6 +37,10 @@ type Engine interface {
 	// SetOverrides compiles the overrides into the next snapshot; an
 	// override that does not validate is left out and reported.
 	SetOverrides([]rules.Override) error
+	// SetDrained compiles the drained registries into the next snapshot.
+	SetDrained(map[string]bool)
+	// Known reports whether a registry is configured.
+	Known(registry string) bool
 }
 
 // Config is what New needs.
@@ -47,8 +51,8 @@ type Config struct {
 	Now    func() time.Time // nil: time.Now
 }
 
-// ValidationError is an override that cannot be written as it is. Its
-// message starts with the field at fault ("match.country: ...").
+// ValidationError is a change that cannot be made as it is. Its message
+// starts with the field at fault ("match.country: ...").
 type ValidationError struct{ Err error }
 
 func (e *ValidationError) Error() string { return e.Err.Error() }
@@ -56,23 +60,25 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 
 func invalid(err error) error { return &ValidationError{err} }
 
-// Service changes overrides and keeps the engine up to date with them.
-// It is safe for concurrent use.
+// Service changes overrides and drains and keeps the engine up to date
+// with them. It is safe for concurrent use.
 type Service struct {
 	store  store.Store
 	engine Engine
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu      sync.Mutex // serialises applying; guards the fields below
-	applied map[string]rules.Override
-	version uint64 // the store version applied is valid once loaded
-	loaded  bool
-	failed  error // the last store failure, until a store call succeeds
+	reloadMu  sync.Mutex // serialises reloads, so that an older load never lands after a newer one
+	mu        sync.Mutex // serialises applying; guards the fields below
+	overrides map[string]rules.Override
+	drains    map[string]store.Drain
+	version   store.Version // the store version applied, valid once loaded
+	loaded    bool
+	failed    error // the last store failure, until a store call succeeds
 }
 
-// New returns a service that has applied the store's current overrides
-// to the engine. An unreadable store is an error.
+// New returns a service that has applied the store's current state to
+// the engine. An unreadable store is an error.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
@@ -81,15 +87,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if err := s.reload(ctx, 0); err != nil {
+	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // List returns every stored override, sorted by ID, and the version.
-func (s *Service) List(ctx context.Context) ([]rules.Override, uint64, error) {
-	return s.store.List(ctx)
+func (s *Service) List(ctx context.Context) ([]rules.Override, store.Version, error) {
+	st, err := s.store.Load(ctx)
+	return st.Overrides, st.Version, err
 }
 
 // Get returns the stored override with the ID, or store.ErrNotFound.
@@ -97,13 +104,34 @@ func (s *Service) Get(ctx context.Context, id string) (rules.Override, error) {
 	return s.store.Get(ctx, id)
 }
 
-// StoreError is the last error the store answered a write or a reload
-// with, or nil once a later one succeeded: while it is set, the store is
-// not taking changes, and this replica may be serving an old set.
-func (s *Service) StoreError() error {
+// Drains returns the drained registries, as applied here.
+func (s *Service) Drains() []store.Drain {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failed
+	return slices.SortedFunc(maps.Values(s.drains), func(a, b store.Drain) int { return cmp.Compare(a.Registry, b.Registry) })
+}
+
+// Audit returns the most recent changes, newest first.
+func (s *Service) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) {
+	return s.store.Audit(ctx, n)
+}
+
+// Version is the store version the engine has.
+func (s *Service) Version() store.Version {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
+
+// StoreError is the store's trouble: the last error it answered a call
+// with, until one succeeds, or what it reports of itself. While it is
+// set, changes may not be saved, and this replica may be serving an old
+// set.
+func (s *Service) StoreError() error {
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	return cmp.Or(failed, s.store.Health())
 }
 
 // stored notes how a store call went: a failure is logged (the first of
@@ -123,77 +151,118 @@ func (s *Service) stored(err error) {
 	s.failed = err
 }
 
-// Version is the store version the engine has.
-func (s *Service) Version() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.version
-}
-
 // Create stores a new override: an ID is made up if it has none, and
-// created_at and created_by default to now and actor. It fails with
+// created_at and created_by default to now and who. It fails with
 // store.ErrConflict when the ID exists, and a *ValidationError when the
 // override is not valid. The change is applied here before it returns.
-func (s *Service) Create(ctx context.Context, actor string, o rules.Override) (rules.Override, uint64, error) {
-	o, err := s.prepare(o, rules.Override{}, actor)
+func (s *Service) Create(ctx context.Context, who string, o rules.Override) (rules.Override, store.Version, error) {
+	o, err := s.prepare(o, rules.Override{}, who)
 	if err != nil {
-		return rules.Override{}, 0, err
+		return rules.Override{}, store.Version{}, err
 	}
-	v, err := s.store.Create(ctx, o)
+	v, err := s.store.Create(ctx, who, o)
 	s.stored(err)
 	if err != nil {
-		return rules.Override{}, 0, err
+		return rules.Override{}, store.Version{}, err
 	}
-	s.applyWrite(ctx, v, "create", actor, o.ID, &o)
+	s.applyWrite(ctx, store.Change{Version: v, Override: &o})
 	return o, v, nil
 }
 
 // Put creates or replaces the override with o's ID; created reports
 // which. A replacement that leaves out created_at and created_by keeps
 // the old ones.
-func (s *Service) Put(ctx context.Context, actor string, o rules.Override) (_ rules.Override, created bool, version uint64, err error) {
+func (s *Service) Put(ctx context.Context, who string, o rules.Override) (_ rules.Override, created bool, _ store.Version, _ error) {
 	if o.ID == "" {
-		return rules.Override{}, false, 0, invalid(errors.New("id: empty"))
+		return rules.Override{}, false, store.Version{}, invalid(errors.New("id: empty"))
 	}
 	prev, err := s.store.Get(ctx, o.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		created = true
 	case err != nil:
-		return rules.Override{}, false, 0, err
+		s.stored(err)
+		return rules.Override{}, false, store.Version{}, err
 	}
-	o, err = s.prepare(o, prev, actor)
-	if err != nil {
-		return rules.Override{}, false, 0, err
+	if o, err = s.prepare(o, prev, who); err != nil {
+		return rules.Override{}, false, store.Version{}, err
 	}
-	v, err := s.store.Put(ctx, o)
+	v, err := s.store.Put(ctx, who, o)
 	s.stored(err)
 	if err != nil {
-		return rules.Override{}, false, 0, err
+		return rules.Override{}, false, store.Version{}, err
 	}
-	op := "replace"
-	if created {
-		op = "create"
-	}
-	s.applyWrite(ctx, v, op, actor, o.ID, &o)
+	s.applyWrite(ctx, store.Change{Version: v, Override: &o})
 	return o, created, v, nil
 }
 
 // Delete removes the override with the ID, or fails with
 // store.ErrNotFound.
-func (s *Service) Delete(ctx context.Context, actor, id string) (uint64, error) {
-	v, err := s.store.Delete(ctx, id)
+func (s *Service) Delete(ctx context.Context, who, id string) (store.Version, error) {
+	v, err := s.store.Delete(ctx, who, id)
 	s.stored(err)
 	if err != nil {
-		return 0, err
+		return store.Version{}, err
 	}
-	s.applyWrite(ctx, v, "delete", actor, id, nil)
+	s.applyWrite(ctx, store.Change{Version: v, Deleted: id})
+	return v, nil
+}
+
+// Replace makes ovs the whole set of overrides, in one step: an import
+// or a restore. Every override is prepared and validated as Create would
+// (created_by defaults to who); one that is not valid fails the whole
+// call with a *ValidationError naming it, and nothing is changed.
+func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override) (store.Version, error) {
+	seen := make(map[string]int, len(ovs))
+	for i := range ovs {
+		o, err := s.prepare(ovs[i], rules.Override{}, who)
+		if err != nil {
+			return store.Version{}, invalid(fmt.Errorf("overrides[%d] (%s): %w", i, o.ID, err))
+		}
+		if j, dup := seen[o.ID]; dup {
+			return store.Version{}, invalid(fmt.Errorf("overrides[%d]: id %q is also overrides[%d]'s", i, o.ID, j))
+		}
+		seen[o.ID] = i
+		ovs[i] = o
+	}
+	v, err := s.store.Replace(ctx, who, ovs)
+	s.stored(err)
+	if err != nil {
+		return store.Version{}, err
+	}
+	s.applyWrite(ctx, store.Change{Version: v})
+	return v, nil
+}
+
+// Drain takes a registry out of routing on every replica.
+func (s *Service) Drain(ctx context.Context, who, registry, note string) (store.Version, error) {
+	if !s.engine.Known(registry) {
+		return store.Version{}, fmt.Errorf("%w: registry %q is not configured", store.ErrNotFound, registry)
+	}
+	d := store.Drain{Registry: registry, By: who, At: s.now().UTC(), Note: note}
+	v, err := s.store.Drain(ctx, who, d)
+	s.stored(err)
+	if err != nil {
+		return store.Version{}, err
+	}
+	s.applyWrite(ctx, store.Change{Version: v, Drain: &d})
+	return v, nil
+}
+
+// Undrain puts a drained registry back into routing.
+func (s *Service) Undrain(ctx context.Context, who, registry string) (store.Version, error) {
+	v, err := s.store.Undrain(ctx, who, registry)
+	s.stored(err)
+	if err != nil {
+		return store.Version{}, err
+	}
+	s.applyWrite(ctx, store.Change{Version: v, Undrained: registry})
 	return v, nil
 }
 
 // prepare fills in what o leaves out, from prev (the override it
 // replaces, if any) or the defaults, and validates it.
-func (s *Service) prepare(o, prev rules.Override, actor string) (rules.Override, error) {
+func (s *Service) prepare(o, prev rules.Override, who string) (rules.Override, error) {
 	// Not cut to the second: of two overrides with the same match the
 	// newer wins, and a tie would go to whichever ID sorts first.
 	now := s.now().UTC()
@@ -201,7 +270,7 @@ func (s *Service) prepare(o, prev rules.Override, actor string) (rules.Override,
 		o.ID = newID()
 	}
 	o.CreatedAt = cmp.Or(o.CreatedAt, prev.CreatedAt, now)
-	o.CreatedBy = cmp.Or(o.CreatedBy, prev.CreatedBy, actor)
+	o.CreatedBy = cmp.Or(o.CreatedBy, prev.CreatedBy, who)
 	if !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
 		return o, invalid(fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339)))
 	}
@@ -217,32 +286,13 @@ func newID() string {
 	return "ovr-" + hex.EncodeToString(b[:])
 }
 
-// applyWrite makes the write that produced version v take effect here:
-// o is the override written, nil for a delete. The write has succeeded
-// whatever happens here; a failed reload is logged, and the next change
-// notification tries again.
-func (s *Service) applyWrite(ctx context.Context, v uint64, op, actor, id string, o *rules.Override) {
-	s.log.LogAttrs(ctx, slog.LevelInfo, "override changed", slog.String("op", op), slog.String("id", id),
-		slog.Uint64("version", v), slog.String("by", actor))
-	s.mu.Lock()
-	switch {
-	case s.loaded && v <= s.version:
-		// A notification got here first.
-	case s.loaded && v == s.version+1:
-		if o == nil {
-			delete(s.applied, id)
-		} else {
-			s.applied[id] = *o
-		}
-		s.apply(v)
-	default:
-		s.mu.Unlock()
-		if err := s.reload(ctx, v); err != nil {
-			s.log.Warn("overrides not reloaded after a write; the last snapshot keeps serving until the next change", "err", err)
-		}
-		return
+// applyWrite makes a write of this service's take effect here. The write
+// has succeeded whatever happens here; a failed reload is logged, and
+// the next change tries again.
+func (s *Service) applyWrite(ctx context.Context, c store.Change) {
+	if err := s.apply(ctx, c); err != nil {
+		s.log.Warn("a change was saved but not applied here; the next change will try again", "version", c.Version.String(), "err", err)
 	}
-	s.mu.Unlock()
 }
 
 // Run applies the store's changes from other writers until ctx is done.
@@ -250,54 +300,124 @@ func (s *Service) Run(ctx context.Context) {
 	changes := s.store.Changes(ctx)
 	// A write between New's load and this subscription sent no
 	// notification here: catch up once (a no-op when nothing changed).
-	if err := s.reload(ctx, 0); err != nil && ctx.Err() == nil {
+	if err := s.apply(ctx, store.Change{}); err != nil && ctx.Err() == nil {
 		s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 	}
-	for v := range changes {
-		if err := s.reload(ctx, v); err != nil && ctx.Err() == nil {
+	for c := range changes {
+		if err := s.apply(ctx, c); err != nil && ctx.Err() == nil {
 			s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 		}
 	}
 }
 
-// reload reads the whole set from the store and applies it, unless the
-// engine already has version min or a later one.
-func (s *Service) reload(ctx context.Context, min uint64) error {
+// apply brings the engine to c's version: as a change to the applied set
+// when c comes right after it, else by reloading. A change the engine
+// already has is skipped. The zero Change checks the store's version and
+// reloads if it differs.
+func (s *Service) apply(ctx context.Context, c store.Change) error {
 	s.mu.Lock()
-	err := s.reloadLocked(ctx, min)
-	s.mu.Unlock()
-	if ctx.Err() == nil {
-		s.stored(err)
+	switch {
+	case c.Version == (store.Version{}):
+		s.mu.Unlock()
+		v, err := s.store.Version(ctx)
+		if err != nil || v == s.Version() {
+			return err
+		}
+		return s.reload(ctx)
+	case c.Version.Epoch == s.version.Epoch && c.Version.N <= s.version.N:
+		s.mu.Unlock() // applied already
+		return nil
+	case s.version.Next(c.Version) && !c.Whole():
+		switch {
+		case c.Override != nil:
+			s.overrides[c.Override.ID] = *c.Override
+			s.compileOverrides()
+		case c.Deleted != "":
+			delete(s.overrides, c.Deleted)
+			s.compileOverrides()
+		case c.Drain != nil:
+			s.drains[c.Drain.Registry] = *c.Drain
+			s.compileDrains()
+		case c.Undrained != "":
+			delete(s.drains, c.Undrained)
+			s.compileDrains()
+		}
+		s.version = c.Version
+		s.mu.Unlock()
+		return nil
 	}
-	return err
+	s.mu.Unlock()
+	return s.reload(ctx)
 }
 
-func (s *Service) reloadLocked(ctx context.Context, min uint64) error {
-	if s.loaded && min != 0 && s.version >= min {
-		return nil
-	}
-	ovs, v, err := s.store.List(ctx)
+// reload reads everything from the store and applies it, unless it is
+// older than what the engine has: a store that went back (a Redis that
+// lost its data) does not take the engine back with it. That is logged
+// and reported until the store moves past what is applied, or a restore
+// or an accepted empty set starts a new epoch.
+func (s *Service) reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	st, err := s.store.Load(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			s.stored(err)
+		}
 		return fmt.Errorf("store: %w", err)
 	}
-	if s.loaded && v == s.version {
-		return nil
+	if behind := s.behind(st.Version); behind != nil {
+		return behind
 	}
-	s.applied = make(map[string]rules.Override, len(ovs))
-	for _, o := range ovs {
-		s.applied[o.ID] = o
+	s.stored(nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loaded && !s.version.Less(st.Version) {
+		return nil // a change got here first
 	}
-	s.apply(v)
+	s.overrides = make(map[string]rules.Override, len(st.Overrides))
+	for _, o := range st.Overrides {
+		s.overrides[o.ID] = o
+	}
+	s.drains = make(map[string]store.Drain, len(st.Drains))
+	for _, d := range st.Drains {
+		s.drains[d.Registry] = d
+	}
+	s.compileOverrides()
+	s.compileDrains()
+	s.version, s.loaded = st.Version, true
+	s.log.Debug("overrides reloaded", "version", st.Version.String(), "overrides", len(st.Overrides), "drains", len(st.Drains))
 	return nil
 }
 
-// apply compiles the applied set into the engine as version v. Callers
-// hold mu.
-func (s *Service) apply(v uint64) {
-	ovs := slices.Collect(maps.Values(s.applied))
-	if err := s.engine.SetOverrides(ovs); err != nil {
-		s.log.Warn("some overrides do not apply", "version", v, "err", err)
+// behind reports, and keeps for StoreError, a store whose version v is
+// behind what is applied.
+func (s *Service) behind(v store.Version) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded || !v.Less(s.version) {
+		return nil
 	}
-	s.version, s.loaded = v, true
-	s.log.Debug("overrides applied", "version", v, "count", len(ovs))
+	err := fmt.Errorf("%w: the store is at version %s, behind the %s applied here; serving what was applied until the store is restored",
+		store.ErrUnavailable, v, s.version)
+	if s.failed == nil || s.failed.Error() != err.Error() {
+		s.log.Error("the override store went back; keeping the overrides applied", "store", v.String(), "applied", s.version.String())
+	}
+	s.failed = err
+	return err
+}
+
+// compileOverrides and compileDrains hand the applied set to the engine.
+// Callers hold mu.
+func (s *Service) compileOverrides() {
+	if err := s.engine.SetOverrides(slices.Collect(maps.Values(s.overrides))); err != nil {
+		s.log.Warn("some overrides do not apply", "err", err)
+	}
+}
+
+func (s *Service) compileDrains() {
+	drained := make(map[string]bool, len(s.drains))
+	for name := range s.drains {
+		drained[name] = true
+	}
+	s.engine.SetDrained(drained)
 }

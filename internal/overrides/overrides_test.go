@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,14 +18,14 @@ import (
 var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 type env struct {
-	store  *store.File
+	store  *store.Bolt
 	engine *policy.Engine
 	svc    *overrides.Service
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.OpenFile(filepath.Join(t.TempDir(), "overrides.json"), nil)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,15 +51,28 @@ func cidr(id, prefix, registry string) rules.Override {
 // where returns the registry the engine sends ip to.
 func (e *env) where(ip string) string { return e.engine.Choose(netip.MustParseAddr(ip)).Registry }
 
+// eventually waits for the engine to send ip to want.
+func (e *env) eventually(t *testing.T, what, ip, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.where(ip) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s goes to %s, want %s", what, ip, e.where(ip), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Every write takes effect in the engine before it returns, and answers
 // with the store's version.
 func TestWritesApplyBeforeReturning(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
+	v0 := e.svc.Version()
 	o, v, err := e.svc.Create(ctx, "alice", cidr("", "192.0.2.0/24", "hub"))
-	if err != nil || v != 1 {
-		t.Fatalf("Create: v%d, %v", v, err)
+	if err != nil || !v0.Next(v) {
+		t.Fatalf("Create: %s after %s, %v", v, v0, err)
 	}
 	if !strings.HasPrefix(o.ID, "ovr-") || !o.CreatedAt.Equal(now) || o.CreatedBy != "alice" {
 		t.Errorf("defaults: %+v", o)
@@ -69,9 +81,9 @@ func TestWritesApplyBeforeReturning(t *testing.T) {
 		t.Errorf("after Create: %s", got)
 	}
 	// A replacement keeps created_at and created_by it leaves out.
-	o2, created, v, err := e.svc.Put(ctx, "bob", cidr(o.ID, "198.51.100.0/24", "hub"))
-	if err != nil || created || v != 2 || !o2.CreatedAt.Equal(now) || o2.CreatedBy != "alice" {
-		t.Errorf("Put: %+v created=%v v%d %v", o2, created, v, err)
+	o2, created, _, err := e.svc.Put(ctx, "bob", cidr(o.ID, "198.51.100.0/24", "hub"))
+	if err != nil || created || !o2.CreatedAt.Equal(now) || o2.CreatedBy != "alice" {
+		t.Errorf("Put: %+v created=%v %v", o2, created, err)
 	}
 	if a, b := e.where("192.0.2.1"), e.where("198.51.100.1"); a != "k8s" || b != "hub" {
 		t.Errorf("after Put: old prefix %s, new prefix %s", a, b)
@@ -79,14 +91,33 @@ func TestWritesApplyBeforeReturning(t *testing.T) {
 	if _, created, _, err := e.svc.Put(ctx, "bob", cidr("new", "203.0.113.0/24", "hub")); err != nil || !created {
 		t.Errorf("Put of a new ID: created=%v %v", created, err)
 	}
-	if v, err := e.svc.Delete(ctx, "bob", o.ID); err != nil || v != 4 {
-		t.Errorf("Delete: v%d %v", v, err)
+	if _, err := e.svc.Delete(ctx, "bob", o.ID); err != nil {
+		t.Errorf("Delete: %v", err)
 	}
 	if got := e.where("198.51.100.1"); got != "k8s" {
 		t.Errorf("after Delete: %s", got)
 	}
-	if e.svc.Version() != 4 {
-		t.Errorf("applied version %d, want 4", e.svc.Version())
+	if _, err := e.svc.Drain(ctx, "carol", "hub", "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.where("203.0.113.1"); got != "k8s" {
+		t.Errorf("hub drained: %s", got)
+	}
+	if d := e.svc.Drains(); len(d) != 1 || d[0].By != "carol" || d[0].Note != "maintenance" || !d[0].At.Equal(now) {
+		t.Errorf("drains: %+v", d)
+	}
+	if _, err := e.svc.Drain(ctx, "carol", "nonesuch", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("drain of an unknown registry: %v, want ErrNotFound", err)
+	}
+	v, err = e.svc.Undrain(ctx, "carol", "hub")
+	if err != nil || e.where("203.0.113.1") != "hub" {
+		t.Errorf("undrain: %v; 203.0.113.1 goes to %s", err, e.where("203.0.113.1"))
+	}
+	if e.svc.Version() != v {
+		t.Errorf("applied version %s, want %s", e.svc.Version(), v)
+	}
+	if a, err := e.svc.Audit(ctx, 10); err != nil || len(a) != 6 || a[0].Who != "carol" || a[5].Who != "alice" {
+		t.Errorf("audit: %+v, %v", a, err)
 	}
 }
 
@@ -108,8 +139,8 @@ func TestValidation(t *testing.T) {
 			t.Errorf("%s: %v, want a validation error on %s", name, err, tc.field)
 		}
 	}
-	if _, v, _ := e.st(); v != 0 {
-		t.Errorf("invalid overrides reached the store: version %d", v)
+	if v, _ := e.store.Version(ctx); v.N != 0 {
+		t.Errorf("invalid overrides reached the store: version %s", v)
 	}
 	if _, _, _, err := e.svc.Put(ctx, "alice", cidr("", "192.0.2.0/24", "hub")); err == nil {
 		t.Error("Put without an ID succeeded")
@@ -122,11 +153,38 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-func (e *env) st() ([]rules.Override, uint64, error) { return e.store.List(context.Background()) }
+// Replace validates every override before anything is written, and
+// applies the whole set at once.
+func TestReplace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, _, err := e.svc.Create(ctx, "alice", cidr("old", "192.0.2.0/24", "hub")); err != nil {
+		t.Fatal(err)
+	}
+	bad := []rules.Override{cidr("a", "198.51.100.0/24", "hub"), cidr("b", "203.0.113.0/24", "nope")}
+	if _, err := e.svc.Replace(ctx, "bob", bad); err == nil || !strings.Contains(err.Error(), "overrides[1] (b)") {
+		t.Errorf("Replace with a bad override: %v", err)
+	}
+	if e.where("192.0.2.1") != "hub" {
+		t.Error("a refused Replace changed what is applied")
+	}
+	dup := []rules.Override{cidr("a", "198.51.100.0/24", "hub"), cidr("a", "203.0.113.0/24", "hub")}
+	if _, err := e.svc.Replace(ctx, "bob", dup); err == nil {
+		t.Error("Replace with a duplicate ID succeeded")
+	}
+	v, err := e.svc.Replace(ctx, "bob", []rules.Override{cidr("", "198.51.100.0/24", "hub")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := e.where("192.0.2.1"), e.where("198.51.100.1"); a != "k8s" || b != "hub" || e.svc.Version() != v {
+		t.Errorf("after Replace: old %s, new %s, version %s (want %s)", a, b, e.svc.Version(), v)
+	}
+}
 
 // Writes that did not come through this service (another replica's)
-// reach the engine through the store's notifications; a write of its own
-// after one of those applies the whole set, not just its own change.
+// reach the engine through the store's changes; a write of its own
+// after one it has not seen brings that one along.
 func TestOtherWritersApply(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -135,28 +193,36 @@ func TestOtherWritersApply(t *testing.T) {
 	wg.Go(func() { e.svc.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 
-	if _, err := e.store.Put(ctx, cidr("elsewhere", "192.0.2.0/24", "hub")); err != nil {
+	if _, err := e.store.Put(ctx, "elsewhere", cidr("elsewhere", "192.0.2.0/24", "hub")); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "another writer's override", "192.0.2.1", "hub")
+	if _, err := e.store.Drain(ctx, "elsewhere", store.Drain{Registry: "hub"}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(t, "another writer's drain", "192.0.2.1", "k8s")
+	if _, err := e.store.Replace(ctx, "elsewhere", []rules.Override{cidr("x", "198.51.100.0/24", "k8s")}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for e.where("192.0.2.1") != "hub" {
+	for v, _ := e.store.Version(ctx); e.svc.Version() != v; {
 		if time.Now().After(deadline) {
-			t.Fatal("another writer's change never reached the engine")
+			t.Fatalf("another writer's Replace was not applied: %s, store at %s", e.svc.Version(), v)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	wg.Wait()
-	// Nobody listens now: a second outside write is seen by the next
-	// write of the service's own.
-	if _, err := e.store.Put(t.Context(), cidr("unseen", "198.51.100.0/24", "hub")); err != nil {
+	// Nobody listens now: an outside write is seen by the next write of
+	// the service's own.
+	if _, err := e.store.Undrain(t.Context(), "elsewhere", "hub"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := e.svc.Create(t.Context(), "alice", cidr("mine", "203.0.113.0/24", "hub")); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := e.where("198.51.100.1"), e.where("203.0.113.1"); a != "hub" || b != "hub" {
-		t.Errorf("after a write that followed an unseen one: unseen %s, mine %s", a, b)
+	if got := e.where("203.0.113.1"); got != "hub" {
+		t.Errorf("after a write that followed an unseen undrain: %s", got)
 	}
 }
 

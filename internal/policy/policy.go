@@ -46,11 +46,15 @@ type Sources struct {
 	Cloud   CloudSource
 }
 
-// Health is what the engine is told about the registries' state. The
-// zero Health has every registry up.
+// Health is what health checks say of the registries. The zero Health
+// has every registry up.
 type Health struct {
 	// Down names the registries that health checks found down.
 	Down map[string]bool
+	// Panic: so many registries look down that the trouble is most
+	// likely reghost's own (its egress, DNS, CA bundle): Down is ignored,
+	// and explain says so. Drains still apply.
+	Panic bool
 }
 
 // Facts are what the engine knew about an address. Zero values mean
@@ -105,6 +109,10 @@ type Step struct {
 const (
 	OutcomeChosen  = "chosen"
 	OutcomeDown    = "down"
+	OutcomeDrained = "drained"
+	// OutcomeIgnored: health checks are in panic; their "down" was not
+	// believed (Step.Match is "health").
+	OutcomeIgnored = "ignored: most registries look down, the trouble is likely reghost's own"
 	OutcomeExpired = "expired"
 	OutcomeNoMatch = "no match" // the kind had rules, none matched the facts
 	OutcomeNoData  = "no data"  // the kind had rules, but no fact source knew the address
@@ -129,28 +137,41 @@ type Engine struct {
 
 // state is the snapshot a decision reads.
 type state struct {
-	rs  *ruleset
-	src Sources
-	// down says, by index into rs.targets, which registries are down;
-	// nil when all are up.
-	down []bool
+	rs      *ruleset
+	src     Sources
+	health  Health
+	drained map[string]bool
+	// skip says, by index into rs.targets, why a registry may not serve
+	// (OutcomeDown, OutcomeDrained), or "" when it may; nil when all
+	// may. It is compiled from health and drained.
+	skip []string
 }
 
 // up reports whether target t may serve.
-func (st *state) up(t int32) bool { return st.down == nil || !st.down[t] }
+func (st *state) up(t int32) bool { return st.skip == nil || st.skip[t] == "" }
 
-// compileHealth turns h into the down flags of rs's targets.
-func compileHealth(rs *ruleset, h Health) []bool {
-	var down []bool
-	for name, isDown := range h.Down {
-		if t, ok := rs.byName[name]; ok && isDown {
-			if down == nil {
-				down = make([]bool, len(rs.targets))
+// with returns a copy of st with its skip flags compiled again, after
+// its health or drains changed.
+func (st state) with(update func(*state)) *state {
+	update(&st)
+	st.skip = nil
+	mark := func(names map[string]bool, why string) {
+		for name, set := range names {
+			if t, ok := st.rs.byName[name]; ok && set {
+				if st.skip == nil {
+					st.skip = make([]string, len(st.rs.targets))
+				}
+				if st.skip[t] == "" {
+					st.skip[t] = why
+				}
 			}
-			down[t] = true
 		}
 	}
-	return down
+	mark(st.drained, OutcomeDrained)
+	if !st.health.Panic {
+		mark(st.health.Down, OutcomeDown)
+	}
+	return &st
 }
 
 // New compiles the registries and static rules. Errors name the registry
@@ -164,7 +185,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
-	e.state.Store(&state{rs: rs, src: cfg.Sources})
+	e.state.Store((&state{rs: rs, src: cfg.Sources}).with(func(*state) {}))
 	return e, nil
 }
 
@@ -179,7 +200,7 @@ func (e *Engine) SetOverrides(ovs []rules.Override) error {
 	rs := *old.rs
 	rs.overrides = l
 	rs.needs = rs.static.needs() | l.needs()
-	e.state.Store(&state{rs: &rs, src: old.src, down: old.down})
+	e.state.Store(old.with(func(st *state) { st.rs = &rs }))
 	return err
 }
 
@@ -189,19 +210,24 @@ func (e *Engine) SetSources(update func(*Sources)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.state.Load()
-	src := old.src
-	update(&src)
-	e.state.Store(&state{rs: old.rs, src: src, down: old.down})
+	e.state.Store(old.with(func(st *state) { update(&st.src) }))
 }
 
-// SetHealth compiles the registries' state into the next snapshot:
-// decisions from then on skip the registries h has down. Names that are
-// not configured registries are ignored.
+// SetHealth compiles what health checks say into the next snapshot:
+// decisions from then on skip the registries h has down, unless h is in
+// panic. Names that are not configured registries are ignored.
 func (e *Engine) SetHealth(h Health) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.state.Load()
-	e.state.Store(&state{rs: old.rs, src: old.src, down: compileHealth(old.rs, h)})
+	e.state.Store(e.state.Load().with(func(st *state) { st.health = h }))
+}
+
+// SetDrained compiles the registries operators took out of routing into
+// the next snapshot: decisions skip them, panic or not.
+func (e *Engine) SetDrained(drained map[string]bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.state.Store(e.state.Load().with(func(st *state) { st.drained = drained }))
 }
 
 // ValidateOverride checks an override against the configured registries,
@@ -210,21 +236,26 @@ func (e *Engine) ValidateOverride(o rules.Override) error {
 	return o.Validate(e.state.Load().rs.known)
 }
 
-// RegistryState is a configured registry and whether decisions use it.
+// RegistryState is a configured registry and what decisions see of it.
 type RegistryState struct {
 	Target
-	Up bool
+	Up      bool // decisions may send clients to it
+	Down    bool // health checks have it down (ignored in panic)
+	Drained bool
 }
 
+// Known reports whether a registry of that name is configured.
+func (e *Engine) Known(name string) bool { return e.state.Load().rs.known(name) }
+
 // Registries returns the configured registries, the default marked, with
-// the state decisions see.
-func (e *Engine) Registries() []RegistryState {
+// the state decisions see, and whether health is being ignored (panic).
+func (e *Engine) Registries() (regs []RegistryState, panic bool) {
 	st := e.state.Load()
-	out := make([]RegistryState, len(st.rs.targets))
+	regs = make([]RegistryState, len(st.rs.targets))
 	for i, t := range st.rs.targets {
-		out[i] = RegistryState{Target: t, Up: st.up(int32(i))}
+		regs[i] = RegistryState{Target: t, Up: st.up(int32(i)), Down: st.health.Down[t.Name], Drained: st.drained[t.Name]}
 	}
-	return out
+	return regs, st.health.Panic
 }
 
 // Default returns the default registry.
@@ -305,7 +336,7 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 			for _, t := range l.targetsOf(e) {
 				name := rs.targets[t].Name
 				if !st.up(t) {
-					record(trail, l.reason(e), l.source(e), name, OutcomeDown)
+					record(trail, l.reason(e), l.source(e), name, st.skip[t])
 					continue
 				}
 				record(trail, l.reason(e), l.source(e), name, OutcomeChosen)
@@ -316,6 +347,9 @@ func (st *state) choose(addr netip.Addr, now func() time.Time, trail *[]Step) ch
 		return false
 	}
 
+	if st.health.Panic && explain {
+		record(trail, "health", "", "", OutcomeIgnored)
+	}
 	if !addr.IsValid() {
 		return st.fallback(c, FallbackNoAddress, trail)
 	}
@@ -385,7 +419,7 @@ func (st *state) fallback(c choice, why string, trail *[]Step) choice {
 	c.target, c.Reason, c.Source = st.rs.def, why, ReasonDefault
 	name := st.rs.targets[st.rs.def].Name
 	if !st.up(int32(st.rs.def)) {
-		record(trail, ReasonDefault, ReasonDefault, name, OutcomeDown)
+		record(trail, ReasonDefault, ReasonDefault, name, st.skip[st.rs.def])
 		if why != FallbackNoAddress {
 			c.Reason = FallbackAllDown
 		}

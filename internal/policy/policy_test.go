@@ -423,13 +423,39 @@ func TestHealthInSnapshot(t *testing.T) {
 	if d := e.Choose(ipSE); d.Registry != "mirror" || d.Reason != "continent:EU" {
 		t.Errorf("hub down: got %s by %s, want mirror by continent:EU", d.Registry, d.Reason)
 	}
-	for _, r := range e.Registries() {
-		if r.Up == (r.Name == "hub") {
-			t.Errorf("Registries: %s up = %v", r.Name, r.Up)
+	regs, _ := e.Registries()
+	for _, r := range regs {
+		if r.Up == (r.Name == "hub") || r.Down != (r.Name == "hub") {
+			t.Errorf("Registries: %s up = %v, down = %v", r.Name, r.Up, r.Down)
 		}
 	}
 	e.SetHealth(Health{})
 	if d := e.Choose(ipSE); d.Registry != "hub" {
 		t.Errorf("all up again: got %s by %s, want hub", d.Registry, d.Reason)
+	}
+}
+
+// A drained registry is skipped, and says so in the trail; in panic,
+// health checks' "down" is ignored, but drains are not.
+func TestDrainAndPanic(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testSources(), nil)
+	e.SetDrained(map[string]bool{"hub": true})
+	d, _ := e.Explain(ipSE, "/v2/", "")
+	if d.Registry != "mirror" || !slices.Contains(d.Trail, Step{Match: "country:SE", Source: "config", Registry: "hub", Outcome: OutcomeDrained}) {
+		t.Errorf("hub drained: %s by %s; trail %v", d.Registry, d.Reason, d.Trail)
+	}
+	e.SetDrained(nil)
+	e.SetHealth(Health{Down: map[string]bool{"hub": true, "mirror": true}, Panic: true})
+	d, _ = e.Explain(ipSE, "/v2/", "")
+	if d.Registry != "hub" || d.Trail[0] != (Step{Match: "health", Outcome: OutcomeIgnored}) {
+		t.Errorf("panic: %s by %s; trail %v", d.Registry, d.Reason, d.Trail)
+	}
+	if regs, panic := e.Registries(); !panic || !regs[0].Up {
+		t.Errorf("Registries in panic: %+v, %v", regs, panic)
+	}
+	e.SetDrained(map[string]bool{"hub": true})
+	if d := e.Choose(ipSE); d.Registry != "mirror" {
+		t.Errorf("drained in panic: %s by %s, want mirror", d.Registry, d.Reason)
 	}
 }

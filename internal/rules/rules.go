@@ -227,6 +227,9 @@ func (o Override) Validate(known func(name string) bool) error {
 	if len(o.Note) > 1024 {
 		return errors.New("note: longer than 1024 bytes")
 	}
+	if len(o.CreatedBy) > 256 {
+		return errors.New("created_by: longer than 256 bytes")
+	}
 	return o.Rule().Validate(known)
 }
 

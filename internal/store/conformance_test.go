@@ -9,30 +9,36 @@ import (
 	"github.com/reghost/reghost/internal/store/storetest"
 )
 
-func TestFileConformance(t *testing.T) {
+func TestBoltConformance(t *testing.T) {
 	t.Parallel()
-	pathOf := map[store.Store]string{}
-	openAt := func(t *testing.T, path string) store.Store {
+	dirOf := map[store.Store]string{}
+	openIn := func(t *testing.T, dir string) store.Store {
 		t.Helper()
-		s, err := store.OpenFile(path, nil)
+		s, err := store.OpenBolt(dir, store.BoltOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pathOf[s] = path
+		dirOf[s] = dir
 		return s
 	}
 	storetest.Run(t, storetest.Harness{
-		Open: func(t *testing.T) store.Store { return openAt(t, filepath.Join(t.TempDir(), "overrides.json")) },
+		Open: func(t *testing.T) store.Store { return openIn(t, t.TempDir()) },
 		Reopen: func(t *testing.T, s store.Store) store.Store {
 			s.Close()
-			return openAt(t, pathOf[s])
+			return openIn(t, dirOf[s])
 		},
 		Corrupt: func(t *testing.T, s store.Store) (store.Store, error) {
 			s.Close()
-			if err := os.WriteFile(pathOf[s], []byte(`{"version": 3, "overrides": [{"id": "x", "match": {`), 0o600); err != nil {
+			path := filepath.Join(dirOf[s], store.BoltFile)
+			data, err := os.ReadFile(path)
+			if err != nil {
 				t.Fatal(err)
 			}
-			return store.OpenFile(pathOf[s], nil)
+			// Cut short, as a disk that filled up or a bad copy leaves it.
+			if err := os.WriteFile(path, data[:len(data)/3], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return store.OpenBolt(dirOf[s], store.BoltOptions{})
 		},
 		Break: func(t *testing.T, s store.Store) { s.Close() },
 	})

@@ -39,6 +39,9 @@ type Harness struct {
 func Run(t *testing.T, h Harness) {
 	t.Run("CreateGetPutDelete", func(t *testing.T) { testCRUD(t, h) })
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run("Replace", func(t *testing.T) { testReplace(t, h) })
+	t.Run("Drains", func(t *testing.T) { testDrains(t, h) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, h) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, h) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, h) })
@@ -65,70 +68,195 @@ func open(t *testing.T, h Harness) store.Store {
 	return s
 }
 
+const who = "storetest"
+
 func testCRUD(t *testing.T, h Harness) {
 	ctx := t.Context()
 	s := open(t, h)
-	if ovs, v, err := s.List(ctx); err != nil || len(ovs) != 0 {
-		t.Fatalf("a new store: %d overrides at version %d, %v; want none", len(ovs), v, err)
+	if st, err := s.Load(ctx); err != nil || len(st.Overrides) != 0 || len(st.Drains) != 0 {
+		t.Fatalf("a new store: %+v, %v; want nothing in it", st, err)
 	}
 	v0, err := s.Version(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	versions := []uint64{v0}
-	wrote := func(op string, v uint64, err error) {
+	versions := []store.Version{v0}
+	wrote := func(op string, v store.Version, err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("%s: %v", op, err)
 		}
-		if last := versions[len(versions)-1]; v != last+1 {
-			t.Fatalf("%s: version %d after %d; every write bumps it by one", op, v, last)
+		if last := versions[len(versions)-1]; !last.Next(v) {
+			t.Fatalf("%s: version %s after %s; every write bumps it by one", op, v, last)
 		}
 		versions = append(versions, v)
 	}
+	last := func() store.Version { return versions[len(versions)-1] }
 	b, a := Override("b", 2), Override("a", 1)
-	v, err := s.Create(ctx, b)
+	v, err := s.Create(ctx, who, b)
 	wrote("create b", v, err)
-	v, err = s.Create(ctx, a)
+	v, err = s.Create(ctx, who, a)
 	wrote("create a", v, err)
-	if _, err := s.Create(ctx, Override("a", 9)); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.Create(ctx, who, Override("a", 9)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("create of an existing ID: %v, want ErrConflict", err)
 	}
-	if _, err := s.Create(ctx, Override("", 3)); err == nil {
+	if _, err := s.Create(ctx, who, Override("", 3)); err == nil {
 		t.Error("create with an empty ID succeeded")
 	}
-	if _, err := s.Put(ctx, Override("", 3)); err == nil {
+	if _, err := s.Put(ctx, who, Override("", 3)); err == nil {
 		t.Error("put with an empty ID succeeded")
+	}
+	if v, _ := s.Version(ctx); v != last() {
+		t.Errorf("failed writes moved the version to %s from %s", v, last())
 	}
 	got, err := s.Get(ctx, "a")
 	if err != nil || !reflect.DeepEqual(got, a) {
 		t.Errorf("get a: %+v, %v; want %+v", got, err, a)
 	}
 	a2 := Override("a", 7)
-	v, err = s.Put(ctx, a2)
+	v, err = s.Put(ctx, who, a2)
 	wrote("put a (replace)", v, err)
-	v, err = s.Put(ctx, Override("c", 3))
+	v, err = s.Put(ctx, who, Override("c", 3))
 	wrote("put c (create)", v, err)
 	if got, _ := s.Get(ctx, "a"); !reflect.DeepEqual(got, a2) {
 		t.Errorf("get a after put: %+v, want %+v", got, a2)
 	}
-	ovs, lv, err := s.List(ctx)
-	if err != nil || lv != versions[len(versions)-1] {
-		t.Fatalf("list: version %d, %v; want %d", lv, err, versions[len(versions)-1])
+	st, err := s.Load(ctx)
+	if err != nil || st.Version != last() {
+		t.Fatalf("load: version %s, %v; want %s", st.Version, err, last())
 	}
-	if ids := idsOf(ovs); !slices.Equal(ids, []string{"a", "b", "c"}) {
-		t.Errorf("list: %v, want a, b, c sorted by ID", ids)
+	if ids := idsOf(st.Overrides); !slices.Equal(ids, []string{"a", "b", "c"}) {
+		t.Errorf("load: %v, want a, b, c sorted by ID", ids)
 	}
-	v, err = s.Delete(ctx, "b")
+	v, err = s.Delete(ctx, who, "b")
 	wrote("delete b", v, err)
 	if _, err := s.Get(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("get after delete: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Delete(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Delete(ctx, who, "b"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("delete again: %v, want ErrNotFound", err)
 	}
-	if v, err := s.Version(ctx); err != nil || v != versions[len(versions)-1] {
-		t.Errorf("version %d, %v; want %d", v, err, versions[len(versions)-1])
+	if v, err := s.Version(ctx); err != nil || v != last() {
+		t.Errorf("version %s, %v; want %s", v, err, last())
+	}
+}
+
+// Replace swaps the whole set in one step, in a new epoch, and keeps the
+// drains.
+func testReplace(t *testing.T, h Harness) {
+	ctx := t.Context()
+	s := open(t, h)
+	for i := range 3 {
+		if _, err := s.Put(ctx, who, Override(fmt.Sprintf("old-%d", i), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Drain(ctx, who, store.Drain{Registry: "hub", By: who}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Version(ctx)
+	var next []rules.Override
+	for i := range 500 {
+		next = append(next, Override(fmt.Sprintf("new-%03d", i), i))
+	}
+	v, err := s.Replace(ctx, who, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Epoch == before.Epoch {
+		t.Errorf("Replace: version %s after %s, want a new epoch", v, before)
+	}
+	st, err := s.Load(ctx)
+	if err != nil || st.Version != v || len(st.Overrides) != 500 || st.Overrides[0].ID != "new-000" || len(st.Drains) != 1 {
+		t.Errorf("after Replace: %d overrides (first %v), %d drains, version %s, %v", len(st.Overrides), idsOf(st.Overrides[:min(1, len(st.Overrides))]), len(st.Drains), st.Version, err)
+	}
+	if _, err := s.Replace(ctx, who, []rules.Override{Override("dup", 1), Override("dup", 2)}); err == nil {
+		t.Error("Replace with a duplicate ID succeeded")
+	}
+	if v2, err := s.Put(ctx, who, Override("after", 1)); err != nil || !v.Next(v2) {
+		t.Errorf("a write after Replace: %s, %v; want the write after %s", v2, err, v)
+	}
+	if v3, err := s.Replace(ctx, who, nil); err != nil || v3.Epoch <= v.Epoch {
+		t.Errorf("Replace with nothing: %s, %v", v3, err)
+	} else if st, _ := s.Load(ctx); len(st.Overrides) != 0 {
+		t.Errorf("Replace with nothing left %d overrides", len(st.Overrides))
+	}
+}
+
+func testDrains(t *testing.T, h Harness) {
+	ctx := t.Context()
+	s := open(t, h)
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	d := store.Drain{Registry: "eu", By: "alice", At: at, Note: "maintenance"}
+	if _, err := s.Drain(ctx, who, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Drain(ctx, who, store.Drain{Registry: "us", By: "bob", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Drain(ctx, who, store.Drain{}); err == nil {
+		t.Error("a drain without a registry succeeded")
+	}
+	st, err := s.Load(ctx)
+	if err != nil || len(st.Drains) != 2 || !reflect.DeepEqual(st.Drains[0], d) || st.Drains[1].Registry != "us" {
+		t.Errorf("drains: %+v, %v; want eu then us", st.Drains, err)
+	}
+	if _, err := s.Undrain(ctx, who, "eu"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Undrain(ctx, who, "eu"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("undrain again: %v, want ErrNotFound", err)
+	}
+	if st, _ := s.Load(ctx); len(st.Drains) != 1 || st.Drains[0].Registry != "us" {
+		t.Errorf("after undrain: %+v", st.Drains)
+	}
+}
+
+// Every write is in the audit trail, newest first, with who made it and
+// what was there before and after.
+func testAudit(t *testing.T, h Harness) {
+	ctx := t.Context()
+	s := open(t, h)
+	steps := []struct {
+		op, id string
+		write  func() (store.Version, error)
+	}{
+		{store.OpCreate, "a", func() (store.Version, error) { return s.Create(ctx, "alice", Override("a", 1)) }},
+		{store.OpReplace, "a", func() (store.Version, error) { return s.Put(ctx, "bob", Override("a", 2)) }},
+		{store.OpDrain, "eu", func() (store.Version, error) { return s.Drain(ctx, "carol", store.Drain{Registry: "eu"}) }},
+		{store.OpUndrain, "eu", func() (store.Version, error) { return s.Undrain(ctx, "dave", "eu") }},
+		{store.OpDelete, "a", func() (store.Version, error) { return s.Delete(ctx, "erin", "a") }},
+		{store.OpReplaceAll, "", func() (store.Version, error) { return s.Replace(ctx, "frank", []rules.Override{Override("z", 3)}) }},
+	}
+	var versions []store.Version
+	for _, st := range steps {
+		v, err := st.write()
+		if err != nil {
+			t.Fatalf("%s: %v", st.op, err)
+		}
+		versions = append(versions, v)
+	}
+	if _, err := s.Create(ctx, "mallory", Override("z", 3)); err == nil {
+		t.Fatal("a conflicting create succeeded")
+	}
+	got, err := s.Audit(ctx, 100)
+	if err != nil || len(got) != len(steps) {
+		t.Fatalf("audit: %d entries, %v; want %d (a failed write leaves none)", len(got), err, len(steps))
+	}
+	for i, e := range got {
+		st, who := steps[len(steps)-1-i], []string{"alice", "bob", "carol", "dave", "erin", "frank"}[len(steps)-1-i]
+		if e.Op != st.op || e.ID != st.id || e.Who != who || e.Version != versions[len(steps)-1-i] || e.At.IsZero() {
+			t.Errorf("audit[%d] = %s %q by %s at %s (%s); want %s %q by %s at %s", i, e.Op, e.ID, e.Who, e.Version, e.At, st.op, st.id, who, versions[len(steps)-1-i])
+		}
+	}
+	if replaced := got[len(got)-2]; replaced.Op == store.OpReplace && (replaced.Before == nil || replaced.After == nil) {
+		t.Errorf("a replacement's entry lacks before or after: %s / %s", replaced.Before, replaced.After)
+	}
+	if deleted := got[1]; deleted.Before == nil || len(deleted.After) != 0 && string(deleted.After) != "null" {
+		t.Errorf("a deletion's entry: before %s, after %s", deleted.Before, deleted.After)
+	}
+	if two, _ := s.Audit(ctx, 2); len(two) != 2 || two[0].Op != store.OpReplaceAll {
+		t.Errorf("Audit(2): %+v", two)
 	}
 }
 
@@ -147,7 +275,7 @@ func testRoundTrip(t *testing.T, h Harness) {
 		{ID: "continent", Match: rules.Match{Continent: "EU"}, Registries: []string{"k8s"}},
 	}
 	for _, o := range want {
-		if _, err := s.Put(ctx, o); err != nil {
+		if _, err := s.Put(ctx, who, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,19 +314,22 @@ func testConcurrentWriters(t *testing.T, h Harness) {
 		wg.Go(func() {
 			for i := range each {
 				o := Override(fmt.Sprintf("w%d-%02d", w, i), w*each+i)
-				var v uint64
+				var v store.Version
 				var err error
 				if i%2 == 0 {
-					v, err = s.Create(ctx, o)
+					v, err = s.Create(ctx, who, o)
 				} else {
-					v, err = s.Put(ctx, o)
+					v, err = s.Put(ctx, who, o)
 				}
 				if err != nil {
 					t.Errorf("writer %d: %v", w, err)
 					return
 				}
 				mu.Lock()
-				versions = append(versions, v)
+				if v.Epoch != v0.Epoch {
+					t.Errorf("a write changed the epoch: %s after %s", v, v0)
+				}
+				versions = append(versions, v.N)
 				mu.Unlock()
 			}
 		})
@@ -206,19 +337,19 @@ func testConcurrentWriters(t *testing.T, h Harness) {
 	wg.Wait()
 	slices.Sort(versions)
 	for i, v := range versions {
-		if v != v0+uint64(i)+1 {
-			t.Fatalf("versions after %d: %v; want each of %d..%d once", v0, versions, v0+1, v0+writers*each)
+		if v != v0.N+uint64(i)+1 {
+			t.Fatalf("versions after %s: %v; want each of %d..%d once", v0, versions, v0.N+1, v0.N+writers*each)
 		}
 	}
-	ovs, v, err := s.List(ctx)
-	if err != nil || len(ovs) != writers*each || v != v0+writers*each {
-		t.Errorf("list: %d overrides at version %d, %v; want %d at %d", len(ovs), v, err, writers*each, v0+writers*each)
+	st, err := s.Load(ctx)
+	if err != nil || len(st.Overrides) != writers*each || st.Version.N != v0.N+writers*each {
+		t.Errorf("load: %d overrides at version %s, %v; want %d at %d", len(st.Overrides), st.Version, err, writers*each, v0.N+writers*each)
 	}
 }
 
-// Changes delivers the version after every write, coalescing for a slow
-// reader but never losing the latest, and closes when its context ends
-// or the store closes.
+// Changes delivers every write with what it changed, in order; a slow
+// reader is told to reload rather than left behind, and the channel
+// closes when its context ends or the store closes.
 func testChanges(t *testing.T, h Harness) {
 	s := open(t, h)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -226,18 +357,16 @@ func testChanges(t *testing.T, h Harness) {
 	ch := s.Changes(ctx)
 	// A subscription may take a moment to be in place (Redis): write
 	// until a notification comes.
-	var last uint64
 	deadline := time.After(10 * time.Second)
 	for i := 0; ; i++ {
-		v, err := s.Put(t.Context(), Override(fmt.Sprintf("first-%d", i), i))
+		v, err := s.Put(t.Context(), who, Override(fmt.Sprintf("first-%d", i), i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = v
 		select {
 		case got := <-ch:
-			if got > v {
-				t.Fatalf("notified of version %d after writing %d", got, v)
+			if got.Version != v || got.Override == nil || got.Override.ID != fmt.Sprintf("first-%d", i) {
+				t.Fatalf("notified of %+v after writing %s", got, v)
 			}
 		case <-time.After(100 * time.Millisecond):
 			continue
@@ -246,20 +375,48 @@ func testChanges(t *testing.T, h Harness) {
 		}
 		break
 	}
-	// Many writes, not read meanwhile: the latest version arrives.
-	for i := range 20 {
-		v, err := s.Put(t.Context(), Override(fmt.Sprintf("burst-%d", i), i))
+	// Each kind of write, read as it comes: what it changed, in order.
+	next := func(what string, v store.Version, check func(store.Change) bool) {
+		t.Helper()
+		select {
+		case c := <-ch:
+			if c.Version != v || !check(c) {
+				t.Errorf("%s at %s: notified %+v", what, v, c)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s at %s: no notification", what, v)
+		}
+	}
+	v, _ := s.Delete(t.Context(), who, "first-0")
+	next("delete", v, func(c store.Change) bool { return c.Deleted == "first-0" })
+	v, _ = s.Drain(t.Context(), who, store.Drain{Registry: "eu"})
+	next("drain", v, func(c store.Change) bool { return c.Drain != nil && c.Drain.Registry == "eu" })
+	v, _ = s.Undrain(t.Context(), who, "eu")
+	next("undrain", v, func(c store.Change) bool { return c.Undrained == "eu" })
+	v, _ = s.Replace(t.Context(), who, []rules.Override{Override("x", 1)})
+	next("replace", v, func(c store.Change) bool { return c.Whole() })
+
+	// Many writes, not read meanwhile: the latest version arrives, and
+	// any gap is a Whole change, never a silent skip.
+	var last store.Version
+	for i := range 300 {
+		v, err := s.Put(t.Context(), who, Override(fmt.Sprintf("burst-%d", i), i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		last = v
 	}
 	timeout := time.After(10 * time.Second)
-	for got := uint64(0); got < last; {
+	prev := v
+	for got := (store.Change{}); got.Version != last; {
 		select {
 		case got = <-ch:
+			if !prev.Next(got.Version) && !got.Whole() {
+				t.Fatalf("after %s came %s without a Whole change to say what was missed", prev, got.Version)
+			}
+			prev = got.Version
 		case <-timeout:
-			t.Fatalf("the latest version %d was never notified (last seen %d)", last, got)
+			t.Fatalf("the latest version %s was never notified (last seen %s)", last, prev)
 		}
 	}
 	cancel()
@@ -283,25 +440,31 @@ func testReopen(t *testing.T, h Harness) {
 	ctx := t.Context()
 	s := h.Open(t)
 	for i := range 5 {
-		if _, err := s.Put(ctx, Override(fmt.Sprintf("r%d", i), i)); err != nil {
+		if _, err := s.Put(ctx, who, Override(fmt.Sprintf("r%d", i), i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Delete(ctx, "r2"); err != nil {
+	if _, err := s.Delete(ctx, who, "r2"); err != nil {
 		t.Fatal(err)
 	}
-	want, wantV, err := s.List(ctx)
+	if _, err := s.Drain(ctx, who, store.Drain{Registry: "eu"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Load(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s = h.Reopen(t, s)
 	defer s.Close()
-	got, v, err := s.List(ctx)
-	if err != nil || v != wantV || !reflect.DeepEqual(got, want) {
-		t.Errorf("after reopening: %v at version %d, %v; want %v at %d", idsOf(got), v, err, idsOf(want), wantV)
+	got, err := s.Load(ctx)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("after reopening: %+v, %v; want %+v", got, err, want)
 	}
-	if v, err := s.Put(ctx, Override("after", 9)); err != nil || v != wantV+1 {
-		t.Errorf("a write after reopening: version %d, %v; want %d", v, err, wantV+1)
+	if v, err := s.Put(ctx, who, Override("after", 9)); err != nil || !want.Version.Next(v) {
+		t.Errorf("a write after reopening: version %s, %v; want the one after %s", v, err, want.Version)
+	}
+	if a, err := s.Audit(ctx, 100); err != nil || len(a) != 8 {
+		t.Errorf("the audit trail after reopening: %d entries, %v; want 8", len(a), err)
 	}
 }
 
@@ -309,7 +472,7 @@ func testReopen(t *testing.T, h Harness) {
 // set: serving no overrides would silently undo every one of them.
 func testCorrupt(t *testing.T, h Harness) {
 	s := h.Open(t)
-	if _, err := s.Put(t.Context(), Override("x", 1)); err != nil {
+	if _, err := s.Put(t.Context(), who, Override("x", 1)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := h.Corrupt(t, s)
@@ -318,25 +481,29 @@ func testCorrupt(t *testing.T, h Harness) {
 		return
 	}
 	defer s.Close()
-	if ovs, _, err := s.List(t.Context()); err == nil {
-		t.Errorf("a corrupt store listed %d overrides and no error", len(ovs))
+	if st, err := s.Load(t.Context()); err == nil {
+		t.Errorf("a corrupt store loaded %d overrides and no error", len(st.Overrides))
 	}
 }
 
 func testUnavailable(t *testing.T, h Harness) {
 	ctx := t.Context()
 	s := open(t, h)
-	if _, err := s.Put(ctx, Override("x", 1)); err != nil {
+	if _, err := s.Put(ctx, who, Override("x", 1)); err != nil {
 		t.Fatal(err)
 	}
 	h.Break(t, s)
 	calls := map[string]func() error{
-		"List":    func() error { _, _, err := s.List(ctx); return err },
+		"Load":    func() error { _, err := s.Load(ctx); return err },
 		"Get":     func() error { _, err := s.Get(ctx, "x"); return err },
-		"Put":     func() error { _, err := s.Put(ctx, Override("y", 2)); return err },
-		"Create":  func() error { _, err := s.Create(ctx, Override("z", 3)); return err },
-		"Delete":  func() error { _, err := s.Delete(ctx, "x"); return err },
+		"Put":     func() error { _, err := s.Put(ctx, who, Override("y", 2)); return err },
+		"Create":  func() error { _, err := s.Create(ctx, who, Override("z", 3)); return err },
+		"Delete":  func() error { _, err := s.Delete(ctx, who, "x"); return err },
+		"Replace": func() error { _, err := s.Replace(ctx, who, nil); return err },
+		"Drain":   func() error { _, err := s.Drain(ctx, who, store.Drain{Registry: "eu"}); return err },
+		"Undrain": func() error { _, err := s.Undrain(ctx, who, "eu"); return err },
 		"Version": func() error { _, err := s.Version(ctx); return err },
+		"Audit":   func() error { _, err := s.Audit(ctx, 1); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, store.ErrUnavailable) {

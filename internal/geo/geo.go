@@ -79,9 +79,11 @@ type slot struct {
 	cur  atomic.Pointer[handle]
 
 	mu      sync.Mutex // serialises loads; guards the fields below
-	err     string     // last load error, "" after a success
 	refused fs.FileInfo
 	closed  bool
+	// err is the last load error, "" after a success: set under mu,
+	// read without it, so that DataSets never waits for a load.
+	err atomic.Pointer[string]
 }
 
 // Open opens the configured databases and checks them. A database that is
@@ -241,7 +243,7 @@ func (s *slot) load(force bool) error {
 		return err
 	}
 	s.cur.Store(h)
-	s.err = ""
+	s.err.Store(nil)
 	s.refused = nil
 	s.log.Info("geo: database loaded", "kind", s.kind, "file", s.path,
 		"database_type", h.info.DatabaseType, "build_time", h.info.BuildTime,
@@ -253,10 +255,10 @@ func (s *slot) load(force bool) error {
 // fail records a load error and logs it once per distinct message.
 func (s *slot) fail(err error, cur *handle) {
 	msg := err.Error()
-	if msg == s.err {
+	if last := s.err.Load(); last != nil && *last == msg {
 		return
 	}
-	s.err = msg
+	s.err.Store(&msg)
 	if cur != nil {
 		s.log.Error("geo: database not loaded; still serving the previous one",
 			"kind", s.kind, "file", s.path, "loaded_at", cur.info.LoadedAt, "err", err)
@@ -265,14 +267,15 @@ func (s *slot) fail(err error, cur *handle) {
 	}
 }
 
+// dataSet describes the slot without waiting for a load in progress.
 func (s *slot) dataSet() DataSet {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	ds := DataSet{Kind: s.kind.String(), File: s.path}
 	if h := s.cur.Load(); h != nil {
 		ds = h.info
 		ds.Loaded = true
 	}
-	ds.Err = s.err
+	if err := s.err.Load(); err != nil {
+		ds.Err = *err
+	}
 	return ds
 }

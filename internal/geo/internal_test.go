@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gaissmai/bart"
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -172,5 +173,27 @@ func TestMergerJoinsSiblings(t *testing.T) {
 	want := []string{"1.0.0.0/23", "1.0.2.0/24", "1.0.3.0/24", "2001:db8::/32"}
 	if !slices.Equal(got, want) {
 		t.Errorf("table holds %v, want %v", got, want)
+	}
+}
+
+// DataSets never waits for a load in progress: /readyz and the admin
+// API read it while a database of millions of networks is indexed.
+func TestDataSetsDoNotWaitForLoads(t *testing.T) {
+	d, err := Open(Config{ASN: "../../testdata/maxmind/GeoLite2-ASN-Test.mmdb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.asn.mu.Lock() // as a load does
+	defer d.asn.mu.Unlock()
+	done := make(chan []DataSet)
+	go func() { done <- d.DataSets() }()
+	select {
+	case ds := <-done:
+		if len(ds) != 1 || !ds[0].Loaded {
+			t.Errorf("data sets %+v", ds)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("DataSets waits for a load")
 	}
 }

@@ -42,8 +42,15 @@ func TestAccessLog(t *testing.T) {
 	defer srv.Close()
 	do(t, "GET", srv.URL+"/v2/pause/manifests/3.9?n=1", map[string]string{"X-Forwarded-For": "89.160.20.112", "Authorization": "Bearer secret-token"})
 	do(t, "GET", srv.URL+"/nope/%22%0A%ff", nil)
+	// Refused: an escaped CR LF never reaches a Location.
+	if r := do(t, "GET", srv.URL+"/v2/x%0D%0ASet-Cookie:%20a=b", nil); r.status != 400 {
+		t.Errorf("escaped CR LF: %d, want 400", r.status)
+	}
 	lines := accessLines(t, &buf)
-	if len(lines) != 2 {
+	if len(lines) != 3 || lines[2]["path"] != "/v2/x%0D%0ASet-Cookie:%20a=b" || lines[2]["status"] != 400.0 {
+		t.Errorf("the refused request's line: %v", lines[len(lines)-1])
+	}
+	if len(lines) < 2 {
 		t.Fatalf("%d lines", len(lines))
 	}
 	first := lines[0]
@@ -62,7 +69,7 @@ func TestAccessLog(t *testing.T) {
 	if strings.Contains(buf.String(), "secret-token") {
 		t.Error("the access log holds the Authorization header")
 	}
-	if second := lines[1]; second["path"] != "/nope/\"\n\ufffd" || second["status"] != 404.0 || second["route"] != "unmatched" {
+	if second := lines[1]; second["path"] != "/nope/%22%0A%ff" || second["status"] != 404.0 || second["route"] != "unmatched" {
 		t.Errorf("second line: %v", second)
 	}
 }

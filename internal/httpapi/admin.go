@@ -183,8 +183,19 @@ func invalid(c *echo.Context, err error) error {
 }
 
 type listResponse struct {
-	Version   store.Version    `json:"version"`
-	Overrides []rules.Override `json:"overrides"`
+	Version   store.Version  `json:"version"`
+	Overrides []overrideView `json:"overrides"`
+}
+
+// overrideView is an override as the API shows it: marked once it has
+// expired (it no longer decides, and is removed after the retention).
+type overrideView struct {
+	rules.Override
+	Expired bool `json:"expired,omitempty"`
+}
+
+func viewOf(o rules.Override, now time.Time) overrideView {
+	return overrideView{Override: o, Expired: o.Expired(now)}
 }
 
 type writeResponse struct {
@@ -197,10 +208,12 @@ func (a *admin) list(c *echo.Context) error {
 	if err != nil {
 		return fail(c, err)
 	}
-	if ovs == nil {
-		ovs = []rules.Override{}
+	out := listResponse{Version: v, Overrides: make([]overrideView, len(ovs))}
+	now := a.cfg.Overrides.Now()
+	for i, o := range ovs {
+		out.Overrides[i] = viewOf(o, now)
 	}
-	return c.JSON(http.StatusOK, listResponse{Version: v, Overrides: ovs})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (a *admin) get(c *echo.Context) error {
@@ -208,7 +221,7 @@ func (a *admin) get(c *echo.Context) error {
 	if err != nil {
 		return fail(c, err)
 	}
-	return c.JSON(http.StatusOK, o)
+	return c.JSON(http.StatusOK, viewOf(o, a.cfg.Overrides.Now()))
 }
 
 // overrideBody is an override as clients send it: the CIDR as a string,

@@ -24,11 +24,17 @@ type adminEnv struct {
 	admin, public *httptest.Server
 	engine        *policy.Engine
 	store         *store.Bolt
+	// now is the overrides service's clock, in Unix nanoseconds, when
+	// newAdminEnv made the env.
+	now atomic.Int64
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
-	return newAdminEnvAt(t, func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) })
+	var env *adminEnv
+	env = newAdminEnvAt(t, func() time.Time { return time.Unix(0, env.now.Load()).UTC() })
+	env.now.Store(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).UnixNano())
+	return env
 }
 
 // newAdminEnvAt is newAdminEnv with the admin API's clock.
@@ -189,6 +195,16 @@ func TestAdminOverridesCRUD(t *testing.T) {
 	if list, _ := body["overrides"].([]any); code != 200 || len(list) != 2 || versionN(body) != 3 {
 		t.Errorf("list: %d %v", code, body)
 	}
+	// Marked once expired, by the service's clock.
+	env.now.Store(time.Date(2026, 11, 24, 0, 0, 1, 0, time.UTC).UnixNano())
+	_, body = env.call(t, "GET", "/api/v1/overrides", "")
+	for _, o := range body["overrides"].([]any) {
+		o := o.(map[string]any)
+		if expiring := o["expires_at"] != nil; (o["expired"] == true) != expiring {
+			t.Errorf("expired = %v for %v", o["expired"], o)
+		}
+	}
+	env.now.Store(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).UnixNano())
 
 	code, body = env.call(t, "DELETE", "/api/v1/overrides/se-to-eu", "")
 	if code != 200 || versionN(body) != 4 {

@@ -69,7 +69,7 @@ func observe(listener string, m *Metrics, access slog.Handler) echo.MiddlewareFu
 				r.AddAttrs(
 					slog.String("listener", listener),
 					slog.String("method", req.Method),
-					slog.String("path", req.URL.Path),
+					slog.String("path", req.URL.EscapedPath()), // as redirected, not decoded
 					slog.String("route", route),
 					slog.Int("status", status),
 					slog.Int64("duration_us", took.Microseconds()),

@@ -147,8 +147,11 @@ func (p *public) decide(c *echo.Context) error {
 	}
 	path, query, _ := strings.Cut(target, "?")
 	wantJSON := strings.Contains(r.Header.Get(echo.HeaderAccept), echo.MIMEApplicationJSON)
+	// The trail, with override IDs and every match tried, is for
+	// trusted proxies; anyone else gets the decision alone.
+	trusted := p.ci.trusts(peer(r))
 	var d policy.Decision
-	if wantJSON {
+	if wantJSON && trusted {
 		d, err = p.engine.Explain(addr, path, query)
 	} else {
 		d, err = p.engine.Decide(addr, path, query)
@@ -157,6 +160,9 @@ func (p *public) decide(c *echo.Context) error {
 		return c.String(http.StatusBadRequest, err.Error()+"\n")
 	}
 	noteDecision(c, addr, &d)
+	if !trusted {
+		d.Source, _, _ = strings.Cut(d.Source, ":") // "override", without its ID
+	}
 	h := c.Response().Header()
 	h.Set(HeaderLocation, d.Location)
 	h.Set(HeaderRegistry, d.Registry)

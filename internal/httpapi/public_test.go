@@ -313,6 +313,31 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// An untrusted peer asking /decide for JSON gets the decision, but not
+// the trail or the override's ID.
+func TestDecideUntrustedGetsNoTrail(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	if code, body := env.call(t, "POST", "/api/v1/overrides", `{"id":"secret-id","match":{"cidr":"127.0.0.0/8"},"registries":["eu"]}`); code != 201 {
+		t.Fatalf("create: %d %v", code, body)
+	}
+	// The public server here trusts nobody: the test client is untrusted.
+	h, err := NewPublic(PublicConfig{Engine: env.engine, ClientIP: ClientIPConfig{TrustedProxies: []netip.Prefix{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	r := do(t, "GET", srv.URL+"/decide?path=/v2/x/manifests/y", map[string]string{"Accept": "application/json"})
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+		t.Fatal(err, r.body)
+	}
+	if got["registry"] != "eu" || got["source"] != "override" || got["trail"] != nil || strings.Contains(r.body, "secret-id") {
+		t.Errorf("untrusted /decide: %s", r.body)
+	}
+}
+
 func TestHealth(t *testing.T) {
 	t.Parallel()
 	srv := newPublicServer(t, ClientIPConfig{}, 0)

@@ -49,7 +49,21 @@ type Config struct {
 	Engine Engine
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now
+	// ExpiredRetention is how long an expired override stays in the
+	// store, listed as expired, before Run removes it; 7 days.
+	ExpiredRetention time.Duration
 }
+
+// The defaults and limits of Config and of what the service accepts.
+const (
+	DefaultExpiredRetention = 7 * 24 * time.Hour
+	// MaxClockSkew is how far in the future a created_at may be: of two
+	// overrides with the same match the newer wins, so one dated far
+	// ahead would win for ever.
+	MaxClockSkew = 5 * time.Minute
+	// Expirer is who removes expired overrides, in the audit trail.
+	Expirer = "reghost (expiry)"
+)
 
 // ValidationError is a change that cannot be made as it is. Its message
 // starts with the field at fault ("match.country: ...").
@@ -69,6 +83,8 @@ type Service struct {
 	now    func() time.Time
 
 	reloadMu  sync.Mutex // serialises reloads, so that an older load never lands after a newer one
+	retention time.Duration
+
 	mu        sync.Mutex // serialises applying; guards the fields below
 	overrides map[string]rules.Override
 	drains    map[string]store.Drain
@@ -80,7 +96,8 @@ type Service struct {
 // New returns a service that has applied the store's current state to
 // the engine. An unreadable store is an error.
 func New(ctx context.Context, cfg Config) (*Service, error) {
-	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, now: cfg.Now}
+	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, now: cfg.Now,
+		retention: cmp.Or(cfg.ExpiredRetention, DefaultExpiredRetention)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -115,6 +132,9 @@ func (s *Service) Drains() []store.Drain {
 func (s *Service) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) {
 	return s.store.Audit(ctx, n)
 }
+
+// Now is the time by the service's clock: what expiry is judged by.
+func (s *Service) Now() time.Time { return s.now() }
 
 // Version is the store version the engine has.
 func (s *Service) Version() store.Version {
@@ -271,6 +291,9 @@ func (s *Service) prepare(o, prev rules.Override, who string) (rules.Override, e
 	}
 	o.CreatedAt = cmp.Or(o.CreatedAt, prev.CreatedAt, now)
 	o.CreatedBy = cmp.Or(o.CreatedBy, prev.CreatedBy, who)
+	if o.CreatedAt.After(now.Add(MaxClockSkew)) {
+		return o, invalid(fmt.Errorf("created_at: %s is in the future; leave it out to mean now", o.CreatedAt.Format(time.RFC3339)))
+	}
 	if !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
 		return o, invalid(fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339)))
 	}
@@ -295,17 +318,54 @@ func (s *Service) applyWrite(ctx context.Context, c store.Change) {
 	}
 }
 
-// Run applies the store's changes from other writers until ctx is done.
+// Run applies the store's changes from other writers, and removes
+// overrides expired for longer than the retention, until ctx is done.
 func (s *Service) Run(ctx context.Context) {
 	changes := s.store.Changes(ctx)
+	cleanup := time.NewTicker(min(s.retention/10, 10*time.Minute))
+	defer cleanup.Stop()
 	// A write between New's load and this subscription sent no
 	// notification here: catch up once (a no-op when nothing changed).
 	if err := s.apply(ctx, store.Change{}); err != nil && ctx.Err() == nil {
 		s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 	}
-	for c := range changes {
-		if err := s.apply(ctx, c); err != nil && ctx.Err() == nil {
-			s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
+	s.RemoveExpired(ctx)
+	for {
+		select {
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			if err := s.apply(ctx, c); err != nil && ctx.Err() == nil {
+				s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
+			}
+		case <-cleanup.C:
+			s.RemoveExpired(ctx)
+		}
+	}
+}
+
+// RemoveExpired deletes the overrides that expired longer than the
+// retention ago. Replicas may do it at once: a delete that finds the
+// override gone already changes nothing.
+func (s *Service) RemoveExpired(ctx context.Context) {
+	cutoff := s.now().Add(-s.retention)
+	s.mu.Lock()
+	var ids []string
+	for id, o := range s.overrides {
+		if o.Expired(cutoff) {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		_, err := s.Delete(ctx, Expirer, id)
+		switch {
+		case err == nil:
+			s.log.Info("removed an override expired for longer than the retention", "id", id, "retention", s.retention.String())
+		case !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil:
+			s.log.Warn("could not remove an expired override; will try again", "id", id, "err", err)
+			return
 		}
 	}
 }

@@ -240,3 +240,54 @@ func TestStoreError(t *testing.T) {
 		t.Errorf("StoreError = %v, want the store's error", err)
 	}
 }
+
+// An override dated in the future would beat every newer one with the
+// same match for ever: beyond a small clock skew it is refused.
+func TestCreatedAtInTheFuture(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := cidr("", "192.0.2.0/24", "hub")
+	o.CreatedAt = now.Add(time.Hour)
+	if _, _, err := e.svc.Create(t.Context(), "alice", o); err == nil || !strings.HasPrefix(err.Error(), "created_at: ") {
+		t.Errorf("created_at an hour ahead: %v", err)
+	}
+	o.CreatedAt = now.Add(time.Minute) // another machine's clock
+	if _, _, err := e.svc.Create(t.Context(), "alice", o); err != nil {
+		t.Errorf("created_at a minute ahead: %v", err)
+	}
+}
+
+// Expired overrides stop deciding at once, and are removed from the
+// store once they have been expired for longer than the retention.
+func TestRemoveExpired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	old, soon, live := cidr("old", "192.0.2.0/24", "hub"), cidr("soon", "198.51.100.0/24", "hub"), cidr("live", "203.0.113.0/24", "hub")
+	old.ExpiresAt, soon.ExpiresAt = now.Add(time.Minute), now.Add(2*time.Minute)
+	for _, o := range []rules.Override{old, soon, live} {
+		if _, _, err := e.svc.Create(ctx, "alice", o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := now.Add(overrides.DefaultExpiredRetention + 90*time.Second) // old expired beyond the retention, soon not yet
+	svc, err := overrides.New(ctx, overrides.Config{Store: e.store, Engine: e.engine, Now: func() time.Time { return later }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.RemoveExpired(ctx)
+	st, _ := e.store.Load(ctx)
+	if ids := []string{}; len(st.Overrides) != 2 || st.Overrides[0].ID != "live" || st.Overrides[1].ID != "soon" {
+		for _, o := range st.Overrides {
+			ids = append(ids, o.ID)
+		}
+		t.Errorf("after removing the expired: %v, want live and soon", ids)
+	}
+	if a, _ := e.store.Audit(ctx, 1); len(a) != 1 || a[0].Who != overrides.Expirer || a[0].ID != "old" {
+		t.Errorf("audit: %+v", a)
+	}
+	svc.RemoveExpired(ctx) // nothing more to do, and no error
+	if v, _ := e.store.Version(ctx); v != svc.Version() {
+		t.Errorf("a second pass changed the store: %s, applied %s", v, svc.Version())
+	}
+}

@@ -90,7 +90,10 @@ func (t *Target) Location(path, rawQuery string) (string, error) {
 
 // checkPath accepts an absolute path of RFC 3986 path characters with
 // well-formed escapes, no empty, "." or ".." segments, and nothing that a
-// client or proxy could read as the end of the URL or of the header.
+// client or proxy could read as the end of the URL or of the header:
+// escapes of control characters (%0d%0a, %00) and of slashes (%2f, %5c,
+// which a registry that decodes them would see as "../") are refused too.
+// Registry paths never need any of them.
 func checkPath(p string) error {
 	switch {
 	case p == "" || p[0] != '/':
@@ -100,6 +103,17 @@ func checkPath(p string) error {
 	}
 	if err := checkChars(p, false); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidPath, err)
+	}
+	for rest := p; ; {
+		i := strings.IndexByte(rest, '%')
+		if i < 0 {
+			break
+		}
+		// checkChars saw two hex digits after every '%'.
+		if c := unhex(rest[i+1])<<4 | unhex(rest[i+2]); c < ' ' || c == 0x7f || c == '/' || c == '\\' {
+			return fmt.Errorf("%w: escaped %q not allowed", ErrInvalidPath, c)
+		}
+		rest = rest[i+3:]
 	}
 	if strings.Contains(p, "//") {
 		return fmt.Errorf("%w: empty segment", ErrInvalidPath)
@@ -164,6 +178,16 @@ var pathChars = func() (t [256]bool) {
 	}
 	return t
 }()
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

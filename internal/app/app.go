@@ -23,6 +23,7 @@ import (
 	"github.com/reghost/reghost/internal/httpapi"
 	"github.com/reghost/reghost/internal/overrides"
 	"github.com/reghost/reghost/internal/policy"
+	"github.com/reghost/reghost/internal/rules"
 	"github.com/reghost/reghost/internal/store"
 )
 
@@ -56,6 +57,7 @@ type App struct {
 	cloud     *cloud.Set
 	store     store.Store
 	overrides *overrides.Service
+	regions   *regionWarner
 	token     string
 
 	public, admin     *http.Server
@@ -72,7 +74,10 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	a := &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: httpapi.NewMetrics()}
+	a := &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: httpapi.NewMetrics(), regions: newRegionWarner(opts.Logger)}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("config: " + w)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -101,6 +106,11 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 					src.Cloud = t
 				}
 			})
+			var applied []rules.Override
+			if a.overrides != nil {
+				applied = a.overrides.Applied()
+			}
+			a.regions.tableChanged(t, cfg.Rules, applied)
 		}})
 	if err != nil {
 		return nil, err
@@ -109,8 +119,12 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if a.store, err = openStore(cfg, a.log); err != nil {
 		return nil, err
 	}
-	if a.overrides, err = overrides.New(context.Background(), overrides.Config{Store: a.store, Engine: a.engine, Logger: a.log}); err != nil {
+	if a.overrides, err = overrides.New(context.Background(), overrides.Config{Store: a.store, Engine: a.engine,
+		Logger: a.log, Written: a.regions.override}); err != nil {
 		return nil, err
+	}
+	for _, o := range a.overrides.Applied() {
+		a.regions.override(o)
 	}
 	if a.token, err = adminToken(cfg, opts.Getenv, a.log); err != nil {
 		return nil, err

@@ -670,3 +670,53 @@ cloud_ranges: {aws: ../../testdata/cloud/aws-ip-ranges.json}
 		t.Errorf("cloud data sets %+v", got.Cloud)
 	}
 }
+
+// Risky settings are warned of at start, and a rule or override naming a
+// region no loaded ranges file publishes is warned of once the ranges
+// are loaded: once each.
+func TestStartWarnings(t *testing.T) {
+	t.Parallel()
+	var logged logtest.Buffer
+	cfg, err := config.Parse(fmt.Appendf(nil, `
+listen: "127.0.0.1:0"
+admin_listen: "0.0.0.0:0"
+data_dir: %s
+client_ip: {trusted_proxies: ["0.0.0.0/0"]}
+cloud_ranges: {aws: ../../testdata/cloud/aws-ip-ranges.json}
+registries:
+  - {name: k8s, url: "https://k8s.example/images", default: true}
+  - {name: aws, url: "https://aws.example"}
+rules:
+  - {match: {cloud: aws, region: mars-1}, registries: [aws]}
+  - {match: {cloud: aws, region: us-east-2}, registries: [aws]}
+`, t.TempDir()), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logged, nil)), Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a)
+	for _, want := range []string{`admin_listen \"0.0.0.0:0\" is on every interface`, "client_ip.trusted_proxies holds 0.0.0.0/0", `"region":"mars-1"`} {
+		if n := strings.Count(logged.String(), want); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", want, n, logged.String())
+		}
+	}
+	if strings.Contains(logged.String(), `"region":"us-east-2"`) {
+		t.Error("a published region was warned of")
+	}
+	req, _ := http.NewRequest("POST", "http://"+a.AdminAddr()+"/api/v1/overrides", strings.NewReader(`{"match":{"cloud":"aws","region":"venus-2"},"registries":["aws"]}`))
+	req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.Contains(logged.String(), `"region":"venus-2"`) {
+		t.Errorf("an override naming an unpublished region: %d, logged:\n%s", resp.StatusCode, logged.String())
+	}
+}

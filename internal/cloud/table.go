@@ -19,8 +19,9 @@ type Table struct {
 	// value keeps both small; the Range is read only on a hit.
 	v4     *iprange.Table
 	v6     *bart.Table[uint32]
-	ranges []Range
-	counts map[string]int
+	ranges  []Range
+	counts  map[string]int
+	regions map[[2]string]bool // (provider, region) pairs published
 }
 
 // NewTable builds a Table from sets of ranges, one Range per prefix.
@@ -32,7 +33,7 @@ func NewTable(sets ...[]Range) *Table {
 	for _, s := range sets {
 		n += len(s)
 	}
-	t := &Table{ranges: make([]Range, 0, n), counts: make(map[string]int)}
+	t := &Table{ranges: make([]Range, 0, n), counts: make(map[string]int), regions: make(map[[2]string]bool)}
 	seen := make(map[netip.Prefix]bool, n)
 	var v4 iprange.Builder
 	v6 := new(bart.Table[uint32])
@@ -51,6 +52,7 @@ func NewTable(sets ...[]Range) *Table {
 			}
 			t.ranges = append(t.ranges, r)
 			t.counts[r.Provider]++
+			t.regions[[2]string{r.Provider, r.Region}] = true
 		}
 	}
 	t.v4, t.v6 = v4.Build(), v6
@@ -93,6 +95,16 @@ func (t *Table) Cloud(addr netip.Addr) (provider, region string, ok bool) {
 	}
 	r := &t.ranges[i]
 	return r.Provider, r.Region, true
+}
+
+// HasRegion reports whether the table holds ranges of the provider's
+// region; loaded is false when it holds none of the provider's at all,
+// and so cannot tell.
+func (t *Table) HasRegion(provider, region string) (has, loaded bool) {
+	if t == nil {
+		return false, false
+	}
+	return t.regions[[2]string{provider, region}], t.counts[provider] > 0
 }
 
 // Len returns the number of prefixes in the table.

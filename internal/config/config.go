@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -211,4 +212,22 @@ func (c *Config) Registry(name string) (rules.Registry, bool) {
 		}
 	}
 	return rules.Registry{}, false
+}
+
+// Warnings are settings that are valid but risky, for the server to log
+// at start: an admin listener on every interface, or a proxy trust that
+// lets anyone choose the client address.
+func (c *Config) Warnings() []string {
+	var out []string
+	if host, _, err := net.SplitHostPort(c.AdminListen); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			out = append(out, fmt.Sprintf("admin_listen %q is on every interface: the admin API and /metrics are open to the network, with only the token between; bind it to 127.0.0.1 or a private address", c.AdminListen))
+		}
+	}
+	for _, p := range c.ClientIP.TrustedProxies {
+		if p.Bits() == 0 {
+			out = append(out, fmt.Sprintf("client_ip.trusted_proxies holds %s: every peer is trusted to name the client address, so anyone can choose their registry; list your proxies' addresses", p))
+		}
+	}
+	return out
 }

@@ -307,6 +307,8 @@ func TestParseErrors(t *testing.T) {
 		{"fraction for status", "redirect_status: 307.9\n", `c.yaml:1: redirect_status: expected a whole number, got "307.9"`},
 		{"octal asn", "rules:\n  - match: {asn: 012345}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "012345": a leading 0 makes YAML read the number as octal; write it without`},
 		{"leading zero asn", "rules:\n  - match: {asn: 015169}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "015169": a leading 0 makes YAML read the number as octal; write it without`},
+		{"hex asn", "rules:\n  - match: {asn: 0x10}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "0x10": write the number in decimal digits (YAML would read 0x, 0o, 0b and _ forms too)`},
+		{"underscored asn", "rules:\n  - match: {asn: 15_169}\n    registries: [a]\n", `c.yaml:2: rules[0].match.asn: "15_169": write the number in decimal digits (YAML would read 0x, 0o, 0b and _ forms too)`},
 		{"fraction for hops", "client_ip: {xff_trusted_hops: 1.9}\n", `c.yaml:1: client_ip.xff_trusted_hops: expected a whole number, got "1.9"`},
 
 		// CIDRs, in rules and trusted proxies.
@@ -553,6 +555,42 @@ func TestLookup(t *testing.T) {
 		}
 		if got != line {
 			t.Errorf("lookup(%q) line %d, want %d", path, got, line)
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"the example":             {"", nil},
+		"admin on every address":  {`admin_listen: ":9090"`, []string{`admin_listen ":9090" is on every interface`}},
+		"admin on 0.0.0.0":        {`admin_listen: "0.0.0.0:9090"`, []string{`admin_listen "0.0.0.0:9090" is on every interface`}},
+		"admin on [::]":           {`admin_listen: "[::]:9090"`, []string{`admin_listen "[::]:9090" is on every interface`}},
+		"admin on one address":    {`admin_listen: "10.0.0.5:9090"`, nil},
+		"trust everyone, IPv4":    {`client_ip: {trusted_proxies: [0.0.0.0/0]}`, []string{"client_ip.trusted_proxies holds 0.0.0.0/0"}},
+		"trust everyone, IPv6":    {`client_ip: {trusted_proxies: ["::/0", 10.0.0.0/8]}`, []string{"client_ip.trusted_proxies holds ::/0"}},
+		"trust a private network": {`client_ip: {trusted_proxies: [10.0.0.0/8]}`, nil},
+	} {
+		text := string(Example())
+		if tc.yaml != "" {
+			text = minimal + tc.yaml + "\n"
+		}
+		c, err := Parse([]byte(text), "c.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := c.Warnings()
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: warnings %q, want %q", name, got, tc.want)
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("%s: warning %q, want it to start %q", name, got[i], w)
+			}
 		}
 	}
 }

@@ -177,6 +177,10 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 				p.add(n, path, "%s: a leading 0 makes YAML read the number as octal; write it without", describe(n))
 				return
 			}
+			if !quoted && !decimal.MatchString(n.Value) && n.ShortTag() == intTag {
+				p.add(n, path, "%s: write the number in decimal digits (YAML would read 0x, 0o, 0b and _ forms too)", describe(n))
+				return
+			}
 			if n.ShortTag() != intTag {
 				p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 				return
@@ -189,9 +193,14 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
-// leadingZero matches a number YAML reads as octal: 0 and then a digit
-// (0x1F, 0o17 and 0 itself are fine).
-var leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]`)
+// leadingZero matches a number YAML reads as octal: 0 and then a digit.
+// decimal matches a whole number written in decimal digits, the only
+// form an integer field takes: 0x10 for AS 16 is a typo waiting to
+// happen, as 012345 is.
+var (
+	leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]`)
+	decimal     = regexp.MustCompile(`^-?[0-9]+$`)
+)
 
 // isInteger reports whether t is an integer type that yaml.v3 fills from
 // a number (time.Duration, an int64, it fills from "5s" as well).

@@ -52,6 +52,10 @@ type Config struct {
 	// ExpiredRetention is how long an expired override stays in the
 	// store, listed as expired, before Run removes it; 7 days.
 	ExpiredRetention time.Duration
+	// Written, if set, is told of every override written through the
+	// service, after the write (the server warns of a cloud region no
+	// loaded ranges file publishes).
+	Written func(rules.Override)
 }
 
 // The defaults and limits of Config and of what the service accepts.
@@ -84,6 +88,7 @@ type Service struct {
 
 	reloadMu  sync.Mutex // serialises reloads, so that an older load never lands after a newer one
 	retention time.Duration
+	written   func(rules.Override)
 
 	mu        sync.Mutex // serialises applying; guards the fields below
 	overrides map[string]rules.Override
@@ -97,7 +102,7 @@ type Service struct {
 // the engine. An unreadable store is an error.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, now: cfg.Now,
-		retention: cmp.Or(cfg.ExpiredRetention, DefaultExpiredRetention)}
+		retention: cmp.Or(cfg.ExpiredRetention, DefaultExpiredRetention), written: cfg.Written}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +140,13 @@ func (s *Service) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) 
 
 // Now is the time by the service's clock: what expiry is judged by.
 func (s *Service) Now() time.Time { return s.now() }
+
+// Applied returns the overrides the engine has, sorted by ID.
+func (s *Service) Applied() []rules.Override {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.overrides), func(a, b rules.Override) int { return cmp.Compare(a.ID, b.ID) })
+}
 
 // Version is the store version the engine has.
 func (s *Service) Version() store.Version {
@@ -186,7 +198,14 @@ func (s *Service) Create(ctx context.Context, who string, o rules.Override) (rul
 		return rules.Override{}, store.Version{}, err
 	}
 	s.applyWrite(ctx, store.Change{Version: v, Override: &o})
+	s.tell(o)
 	return o, v, nil
+}
+
+func (s *Service) tell(o rules.Override) {
+	if s.written != nil {
+		s.written(o)
+	}
 }
 
 // Put creates or replaces the override with o's ID; created reports
@@ -213,6 +232,7 @@ func (s *Service) Put(ctx context.Context, who string, o rules.Override) (_ rule
 		return rules.Override{}, false, store.Version{}, err
 	}
 	s.applyWrite(ctx, store.Change{Version: v, Override: &o})
+	s.tell(o)
 	return o, created, v, nil
 }
 

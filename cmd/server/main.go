@@ -72,11 +72,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal stops the process at once, shutting down or not
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, *configPath, a, logger)
 	if err := a.Serve(ctx); err != nil {
 		logger.Error("serve", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP reads the config file again at every SIGHUP and applies
+// it; a config that does not load or apply is logged, and the one
+// serving keeps serving.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, a *app.App, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		log.Info("SIGHUP: reloading the config and the data files", "config", path)
+		cfg, err := loadConfig(path)
+		if err != nil {
+			log.Error("config not reloaded; the old one keeps serving", "err", err)
+			continue
+		}
+		if err := a.Reload(cfg); err != nil {
+			log.Error("reload", "err", err)
+		}
+	}
 }
 
 func loadConfig(path string) (*config.Config, error) {

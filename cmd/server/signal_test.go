@@ -143,3 +143,106 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// On SIGHUP the server reads its config again and applies what can
+// change while serving; a config that does not apply is logged, and the
+// old one keeps serving. The process lives on (it used to die, exit
+// 129).
+func TestSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "reghost.yaml")
+	writeConfig := func(listen, registry string) {
+		t.Helper()
+		text := fmt.Sprintf(`listen: %s
+admin_listen: 127.0.0.1:0
+data_dir: %s
+registries:
+  - {name: hub, url: "https://registry-1.docker.io", default: true}
+  - {name: quay, url: "https://quay.io"}
+rules:
+  - {match: {cidr: 192.0.2.0/24}, registries: [%s]}
+`, listen, dir, registry)
+		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("127.0.0.1:0", "hub")
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "REGHOST_TEST_SERVER_ARGS=-config "+cfgPath, "REGHOST_ADMIN_TOKEN=hup-test-token-0123456")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	log := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	defer func() {
+		if t.Failed() {
+			t.Logf("server output:\n%s", log())
+		}
+	}()
+	var pub string
+	waitFor(t, "the server to start", func() bool {
+		var ok bool
+		pub, _, ok = logtest.ServingAddrs(log())
+		return ok
+	})
+	host := func() string {
+		req, _ := http.NewRequest("GET", "http://"+pub+"/", nil)
+		req.Header.Set("X-Real-IP", "192.0.2.7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := host(); got != "registry-1.docker.io" {
+		t.Fatalf("before the reload: %q", got)
+	}
+
+	// A new rule applies; a new listen address needs a restart.
+	writeConfig("127.0.0.1:1", "quay")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new rule to decide", func() bool { return host() == "quay.io" })
+	waitFor(t, "the restart warning", func() bool {
+		return strings.Contains(log(), "some settings need a restart") && strings.Contains(log(), `"keys":"listen"`)
+	})
+
+	// A config that does not apply: logged, and the old one serves.
+	writeConfig("127.0.0.1:0", "nonesuch")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bad config to be refused", func() bool { return strings.Contains(log(), "config not reloaded") })
+	if got := host(); got != "quay.io" {
+		t.Errorf("after a refused config: %q", got)
+	}
+	select {
+	case <-exited:
+		t.Fatalf("the server exited after SIGHUP: %v", waitErr)
+	default:
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0", waitErr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the server did not exit after SIGTERM")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reghost/reghost/internal/cloud"
@@ -60,8 +61,11 @@ type App struct {
 	regions   *regionWarner
 	token     string
 
-	public, admin     *http.Server
-	publicLn, adminLn net.Listener
+	public, admin               *http.Server
+	publicHandler, adminHandler atomic.Pointer[http.Handler]
+	publicLn, adminLn           net.Listener
+
+	reloadMu sync.Mutex // serialises Reload; guards cfg and token after New
 }
 
 // New opens everything the config names. Bad config or a bad data file
@@ -138,36 +142,19 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 
 // newServers builds both listeners' servers. net/http's own limits guard
 // against slow clients: a header that trickles in, an answer that is not
-// read, a connection left idle.
+// read, a connection left idle. Their handlers are swapped whole when a
+// config is reloaded.
 func (a *App) newServers() error {
-	pub, err := httpapi.NewPublic(httpapi.PublicConfig{
-		Engine:         a.engine,
-		ClientIP:       httpapi.ClientIPConfig{Header: a.cfg.ClientIP.Header, TrustedProxies: a.cfg.ClientIP.TrustedProxies, XFFTrustedHops: a.cfg.ClientIP.XFFTrustedHops},
-		RedirectStatus: a.cfg.RedirectStatus,
-		Ready:          func(context.Context) any { return a.readiness() },
-		Logger:         a.log,
-		Metrics:        a.metrics,
-		AccessLog:      a.opts.AccessLog,
-	})
+	pub, adm, err := a.handlers(a.cfg, a.token)
 	if err != nil {
 		return err
 	}
-	adm, err := httpapi.NewAdmin(httpapi.AdminConfig{
-		Engine:    a.engine,
-		Overrides: a.overrides,
-		Tokens:    map[string]string{"admin": a.token},
-		DataSets:  a.dataSets,
-		Logger:    a.log,
-		Metrics:   a.metrics,
-		AccessLog: a.opts.AccessLog,
-	})
-	if err != nil {
-		return err
-	}
+	a.publicHandler.Store(&pub)
+	a.adminHandler.Store(&adm)
 	errorLog := slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)
 	header := cmp.Or(a.opts.HeaderTimeout, 10*time.Second)
 	a.public = &http.Server{
-		Handler:           pub,
+		Handler:           current(&a.publicHandler),
 		ReadHeaderTimeout: header,
 		ReadTimeout:       header, // public requests have no body
 		WriteTimeout:      cmp.Or(a.opts.WriteTimeout, 10*time.Second),
@@ -178,7 +165,7 @@ func (a *App) newServers() error {
 	// The admin listener's answers may be large or slow on purpose: a
 	// CPU profile takes 30 s by default.
 	a.admin = &http.Server{
-		Handler:           adm,
+		Handler:           current(&a.adminHandler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      90 * time.Second,
@@ -187,6 +174,40 @@ func (a *App) newServers() error {
 		ErrorLog:          errorLog,
 	}
 	return nil
+}
+
+// handlers builds both listeners' handlers from cfg.
+func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler, err error) {
+	pub, err = httpapi.NewPublic(httpapi.PublicConfig{
+		Engine:         a.engine,
+		ClientIP:       httpapi.ClientIPConfig{Header: cfg.ClientIP.Header, TrustedProxies: cfg.ClientIP.TrustedProxies, XFFTrustedHops: cfg.ClientIP.XFFTrustedHops},
+		RedirectStatus: cfg.RedirectStatus,
+		Ready:          func(context.Context) any { return a.readiness() },
+		Logger:         a.log,
+		Metrics:        a.metrics,
+		AccessLog:      a.opts.AccessLog,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	adm, err = httpapi.NewAdmin(httpapi.AdminConfig{
+		Engine:    a.engine,
+		Overrides: a.overrides,
+		Tokens:    map[string]string{"admin": token},
+		DataSets:  a.dataSets,
+		Logger:    a.log,
+		Metrics:   a.metrics,
+		AccessLog: a.opts.AccessLog,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pub, adm, nil
+}
+
+// current serves with the handler h holds at each request.
+func current(h *atomic.Pointer[http.Handler]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) })
 }
 
 func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
@@ -234,7 +255,11 @@ func (a *App) PublicAddr() string { return a.publicLn.Addr().String() }
 func (a *App) AdminAddr() string  { return a.adminLn.Addr().String() }
 
 // AdminToken is the token the admin API wants.
-func (a *App) AdminToken() string { return a.token }
+func (a *App) AdminToken() string {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.token
+}
 
 // Serve serves until ctx is done, then stops taking connections, lets
 // in-flight requests finish (up to the shutdown timeout) and closes

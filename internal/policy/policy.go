@@ -189,6 +189,25 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// SetConfig replaces the registries and static rules, as a config reload
+// does, and compiles the overrides again against the new registries.
+// A bad registry or rule is an error and changes nothing. An override
+// naming a registry that is gone is left out and reported in skipped;
+// the others apply.
+func (e *Engine) SetConfig(regs []rules.Registry, static []rules.Rule, ovs []rules.Override) (skipped, err error) {
+	rs, err := compileRuleset(regs, static, nil)
+	if err != nil {
+		return nil, err
+	}
+	l, skipped := compileOverrides(rs, ovs)
+	rs.overrides = l
+	rs.needs = rs.static.needs() | l.needs()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.state.Store(e.state.Load().with(func(st *state) { st.rs = rs }))
+	return skipped, nil
+}
+
 // SetOverrides compiles overrides into a new snapshot and swaps it in.
 // An override that no longer validates (its registry was removed from the
 // config) is left out and reported in the error; the others apply.

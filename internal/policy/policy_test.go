@@ -459,3 +459,36 @@ func TestDrainAndPanic(t *testing.T) {
 		t.Errorf("drained in panic: %s by %s, want mirror", d.Registry, d.Reason)
 	}
 }
+
+// A config reload replaces registries and rules and keeps what else the
+// engine knows: sources, overrides (compiled against the new registries)
+// and health.
+func TestSetConfig(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testSources(), nil)
+	e.SetHealth(downSet{"mirror"}.health())
+	ovs := []rules.Override{
+		{ID: "jp", Match: m("country:JP"), Registries: []string{"hub"}},
+		{ID: "gone", Match: m("country:DE"), Registries: []string{"mirror"}},
+	}
+	if err := e.SetOverrides(ovs); err != nil {
+		t.Fatal(err)
+	}
+	regs := []rules.Registry{{Name: "k8s", URL: "https://k8s.example", Default: true}, {Name: "hub", URL: "https://hub2.example"}}
+	skipped, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "hub")}, ovs)
+	if err != nil || skipped == nil || !strings.Contains(skipped.Error(), `override "gone" skipped`) {
+		t.Errorf("SetConfig: skipped %v, err %v; want the override naming a removed registry reported", skipped, err)
+	}
+	if d := e.Choose(ipSE); d.Registry != "hub" || d.Host != "hub2.example" {
+		t.Errorf("new rule: %s (%s) by %s", d.Registry, d.Host, d.Reason)
+	}
+	if d := e.Choose(ipJP); d.Reason != "country:JP" || d.Source != "override:jp" {
+		t.Errorf("override kept: %s by %s (%s)", d.Registry, d.Reason, d.Source)
+	}
+	if _, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "nope")}, ovs); err == nil {
+		t.Error("a rule naming an unknown registry was taken")
+	}
+	if d := e.Choose(ipSE); d.Registry != "hub" {
+		t.Errorf("after a refused config: %s", d.Registry)
+	}
+}

@@ -28,7 +28,7 @@ func (h *handler) routes() {
 	m.Handle("GET "+Prefix+"/data", h.signedIn(h.data))
 	m.Handle("GET "+Prefix+"/traffic", h.signedIn(h.traffic))
 	m.Handle("GET "+Prefix+"/audit", h.signedIn(h.audit))
-	m.Handle(Prefix+"/", h.signedIn(h.notFound))
+	m.Handle("GET "+Prefix+"/", h.signedIn(h.notFound))
 }
 
 func (h *handler) redirect(to string) http.HandlerFunc {

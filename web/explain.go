@@ -1,13 +1,11 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
 
 	"github.com/reghost/reghost/internal/policy"
-	"github.com/reghost/reghost/internal/store"
 )
 
 type explainView struct {
@@ -41,5 +39,3 @@ func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
 	}
 	h.render(w, r, code, "explain", page{Title: "Explain a decision", Nav: "explain", Data: v})
 }
-
-func errorsIsNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

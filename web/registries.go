@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -103,7 +104,7 @@ func (h *handler) undrain(w http.ResponseWriter, r *http.Request) {
 func (h *handler) drained(w http.ResponseWriter, r *http.Request, done, name string, ver store.Version, err error) {
 	if err != nil {
 		code := http.StatusServiceUnavailable
-		if errorsIsNotFound(err) {
+		if errors.Is(err, store.ErrNotFound) {
 			code = http.StatusNotFound
 		}
 		h.renderError(w, r, code, "Registry "+name+" was not "+done, err.Error()+".")

@@ -26,6 +26,8 @@ import (
 	"github.com/reghost/reghost/internal/policy"
 	"github.com/reghost/reghost/internal/rules"
 	"github.com/reghost/reghost/internal/store"
+	"github.com/reghost/reghost/internal/traffic"
+	"github.com/reghost/reghost/web"
 )
 
 // Options are the things a config file does not say. Zero values take
@@ -60,6 +62,7 @@ type App struct {
 	overrides *overrides.Service
 	regions   *regionWarner
 	token     string
+	traffic   *traffic.Recorder
 
 	public, admin               *http.Server
 	publicHandler, adminHandler atomic.Pointer[http.Handler]
@@ -102,6 +105,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	a.traffic = traffic.New(traffic.Config{Registries: registryNames(cfg)})
 	a.cloud, err = cloud.Open(cloud.Config{Files: cfg.CloudRanges, Poll: opts.CloudPollInterval, Logger: a.log,
 		OnChange: func(t *cloud.Table) {
 			a.engine.SetSources(func(src *policy.Sources) {
@@ -186,7 +190,12 @@ func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler,
 		Logger:         a.log,
 		Metrics:        a.metrics,
 		AccessLog:      a.opts.AccessLog,
+		Traffic:        a.traffic,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	page, err := a.newWeb(token)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,6 +207,7 @@ func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler,
 		Logger:    a.log,
 		Metrics:   a.metrics,
 		AccessLog: a.opts.AccessLog,
+		Web:       page,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -208,6 +218,32 @@ func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler,
 // current serves with the handler h holds at each request.
 func current(h *atomic.Pointer[http.Handler]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) })
+}
+
+// newWeb builds the admin page, or nil when the store keeps no sessions.
+func (a *App) newWeb(token string) (http.Handler, error) {
+	sessions, ok := a.store.(web.Sessions)
+	if !ok {
+		a.log.Warn("the admin page is off: this store keeps no sign-in sessions")
+		return nil, nil
+	}
+	return web.New(web.Config{
+		Overrides: a.overrides,
+		Engine:    a.engine,
+		Sessions:  sessions,
+		Tokens:    map[string]string{"admin": token},
+		DataSets:  func() web.DataSets { return web.DataSets{GeoIP: a.geo.DataSets(), Cloud: a.cloud.DataSets()} },
+		Traffic:   a.traffic,
+		Logger:    a.log,
+	})
+}
+
+func registryNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Registries))
+	for i, r := range cfg.Registries {
+		names[i] = r.Name
+	}
+	return names
 }
 
 func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
@@ -293,6 +329,7 @@ func (a *App) Serve(ctx context.Context) error {
 	})
 	wg.Go(func() { a.cloud.Run(ctx) })
 	wg.Go(func() { a.overrides.Run(ctx) })
+	wg.Go(func() { a.traffic.Run(ctx) })
 	a.log.Info("reghost serving", "listen", a.PublicAddr(), "admin_listen", a.AdminAddr(),
 		"registries", len(a.cfg.Registries), "rules", len(a.cfg.Rules))
 

@@ -46,6 +46,9 @@ type AdminConfig struct {
 	Metrics *Metrics
 	// AccessLog gets one line per request; nil: none.
 	AccessLog slog.Handler
+	// Web is the admin page (package web), served under /admin with its
+	// own sign-in; nil: none.
+	Web http.Handler
 }
 
 type admin struct {
@@ -85,7 +88,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	// does not; every route there is behind the token.
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: echo.ExtractIPDirect(),
 		NoGroupAutoRegister404Routes: true})
-	e.Use(observe("admin", cfg.Metrics, cfg.AccessLog), middleware.Recover())
+	e.Use(observe("admin", cfg.Metrics, cfg.AccessLog, nil), middleware.Recover())
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.Registry(), promhttp.HandlerOpts{})))
 
 	api := e.Group("/api/v1", a.auth)
@@ -101,6 +104,13 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	api.POST("/registries/:name/undrain", a.undrain)
 	api.GET("/audit", a.audit)
 	api.GET("/datasets", a.datasets)
+
+	if cfg.Web != nil {
+		// The page checks its own session cookie; the routes above take
+		// the bearer token alone.
+		e.Any("/admin", echo.WrapHandler(cfg.Web))
+		e.Any("/admin/*", echo.WrapHandler(cfg.Web))
+	}
 
 	// Go's profiler, for operators chasing latency; behind the token too.
 	dbg := e.Group("/debug/pprof", a.auth)

@@ -40,7 +40,7 @@ func noteDecision(c *echo.Context, client netip.Addr, d *policy.Decision) {
 // for; the Authorization header is never logged. The record goes to the
 // handler without a slog.Logger, which would look up its caller (a
 // tenth of the line's cost) for a source no access line shows.
-func observe(listener string, m *Metrics, access slog.Handler) echo.MiddlewareFunc {
+func observe(listener string, m *Metrics, access slog.Handler, rec Recorder) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
 			start := time.Now()
@@ -62,6 +62,9 @@ func observe(listener string, m *Metrics, access slog.Handler) echo.MiddlewareFu
 			m.observe(listener, route, status, took)
 			if d.reason != "" {
 				m.decided(d.reason, d.registry)
+				if rec != nil {
+					rec.Record(d.client, d.reason, d.registry)
+				}
 			}
 			if access != nil {
 				req := c.Request()
@@ -82,6 +85,11 @@ func observe(listener string, m *Metrics, access slog.Handler) echo.MiddlewareFu
 			return nil
 		}
 	}
+}
+
+// Recorder keeps recent decisions for the admin page (traffic.Recorder).
+type Recorder interface {
+	Record(client netip.Addr, reason, registry string)
 }
 
 // addrString is a's text, or "" for the zero Addr (netip says

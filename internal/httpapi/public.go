@@ -31,6 +31,8 @@ type PublicConfig struct {
 	Metrics        *Metrics
 	// AccessLog gets one line per request; nil: none.
 	AccessLog slog.Handler
+	// Traffic records every decision for the admin page; nil: none.
+	Traffic Recorder
 }
 
 type public struct {
@@ -73,7 +75,7 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 		bodyTail: `">` + http.StatusText(cfg.RedirectStatus) + "</a>.\n"}
 
 	e := echo.NewWithConfig(echo.Config{Logger: cfg.Logger, IPExtractor: ci.extractor})
-	e.Use(observe("public", cfg.Metrics, cfg.AccessLog), middleware.Recover())
+	e.Use(observe("public", cfg.Metrics, cfg.AccessLog, cfg.Traffic), middleware.Recover())
 	// HEAD wherever GET is: uptime checks and load balancers probe with
 	// it, and net/http drops the body.
 	getHead := []string{http.MethodGet, http.MethodHead}

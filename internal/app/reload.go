@@ -47,7 +47,7 @@ func (a *App) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("config not reloaded: %w", err)
 	}
-	skipped, err := a.engine.SetConfig(next.Registries, next.Rules, a.overrides.Applied())
+	skipped, err := a.engine.SetConfig(next.Registries, next.Rules)
 	if err != nil {
 		return fmt.Errorf("config not reloaded: %w", err)
 	}

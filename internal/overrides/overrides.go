@@ -5,8 +5,8 @@
 // It also follows the store's changes, so that writes by other replicas
 // reach this one's engine.
 //
-// The service keeps the set it last applied and the store version it
-// came from. A change that comes right after that version (its own
+// The engine keeps the set the service last applied, and the service the
+// store version it came from. A change that comes right after that version (its own
 // write, or another replica's as the store reports it) is applied as a
 // change to the set; anything else (a gap, a new epoch, a Whole change)
 // reloads everything from the store.
@@ -34,9 +34,14 @@ type Engine interface {
 	// ValidateOverride checks an override against the configured
 	// registries.
 	ValidateOverride(rules.Override) error
-	// SetOverrides compiles the overrides into the next snapshot; an
-	// override that does not validate is left out and reported.
+	// SetOverrides makes ovs the whole set, compiled into the next
+	// snapshot; an override that does not validate is left out and
+	// reported.
 	SetOverrides([]rules.Override) error
+	// UpdateOverrides changes the set by what one write changed.
+	UpdateOverrides(put []rules.Override, deleted []string) error
+	// Overrides returns the set applied.
+	Overrides() []rules.Override
 	// SetDrained compiles the drained registries into the next snapshot.
 	SetDrained(map[string]bool)
 	// Known reports whether a registry is configured.
@@ -90,12 +95,11 @@ type Service struct {
 	retention time.Duration
 	written   func(rules.Override)
 
-	mu        sync.Mutex // serialises applying; guards the fields below
-	overrides map[string]rules.Override
-	drains    map[string]store.Drain
-	version   store.Version // the store version applied, valid once loaded
-	loaded    bool
-	failed    error // the last store failure, until a store call succeeds
+	mu      sync.Mutex // serialises applying; guards the fields below
+	drains  map[string]store.Drain
+	version store.Version // the store version applied, valid once loaded
+	loaded  bool
+	failed  error // the last store failure, until a store call succeeds
 }
 
 // New returns a service that has applied the store's current state to
@@ -142,11 +146,7 @@ func (s *Service) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) 
 func (s *Service) Now() time.Time { return s.now() }
 
 // Applied returns the overrides the engine has, sorted by ID.
-func (s *Service) Applied() []rules.Override {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.SortedFunc(maps.Values(s.overrides), func(a, b rules.Override) int { return cmp.Compare(a.ID, b.ID) })
-}
+func (s *Service) Applied() []rules.Override { return s.engine.Overrides() }
 
 // Version is the store version the engine has.
 func (s *Service) Version() store.Version {
@@ -370,14 +370,12 @@ func (s *Service) Run(ctx context.Context) {
 // override gone already changes nothing.
 func (s *Service) RemoveExpired(ctx context.Context) {
 	cutoff := s.now().Add(-s.retention)
-	s.mu.Lock()
 	var ids []string
-	for id, o := range s.overrides {
+	for _, o := range s.engine.Overrides() {
 		if o.Expired(cutoff) {
-			ids = append(ids, id)
+			ids = append(ids, o.ID)
 		}
 	}
-	s.mu.Unlock()
 	for _, id := range ids {
 		_, err := s.Delete(ctx, Expirer, id)
 		switch {
@@ -410,11 +408,9 @@ func (s *Service) apply(ctx context.Context, c store.Change) error {
 	case s.version.Next(c.Version) && !c.Whole():
 		switch {
 		case c.Override != nil:
-			s.overrides[c.Override.ID] = *c.Override
-			s.compileOverrides()
+			s.report(s.engine.UpdateOverrides([]rules.Override{*c.Override}, nil))
 		case c.Deleted != "":
-			delete(s.overrides, c.Deleted)
-			s.compileOverrides()
+			s.report(s.engine.UpdateOverrides(nil, []string{c.Deleted}))
 		case c.Drain != nil:
 			s.drains[c.Drain.Registry] = *c.Drain
 			s.compileDrains()
@@ -454,15 +450,11 @@ func (s *Service) reload(ctx context.Context) error {
 	if s.loaded && !s.version.Less(st.Version) {
 		return nil // a change got here first
 	}
-	s.overrides = make(map[string]rules.Override, len(st.Overrides))
-	for _, o := range st.Overrides {
-		s.overrides[o.ID] = o
-	}
+	s.report(s.engine.SetOverrides(st.Overrides))
 	s.drains = make(map[string]store.Drain, len(st.Drains))
 	for _, d := range st.Drains {
 		s.drains[d.Registry] = d
 	}
-	s.compileOverrides()
 	s.compileDrains()
 	s.version, s.loaded = st.Version, true
 	s.log.Debug("overrides reloaded", "version", st.Version.String(), "overrides", len(st.Overrides), "drains", len(st.Drains))
@@ -486,14 +478,15 @@ func (s *Service) behind(v store.Version) error {
 	return err
 }
 
-// compileOverrides and compileDrains hand the applied set to the engine.
-// Callers hold mu.
-func (s *Service) compileOverrides() {
-	if err := s.engine.SetOverrides(slices.Collect(maps.Values(s.overrides))); err != nil {
+// report logs overrides the engine left out (they name a registry that
+// is no longer configured).
+func (s *Service) report(err error) {
+	if err != nil {
 		s.log.Warn("some overrides do not apply", "err", err)
 	}
 }
 
+// compileDrains hands the applied drains to the engine. Callers hold mu.
 func (s *Service) compileDrains() {
 	drained := make(map[string]bool, len(s.drains))
 	for name := range s.drains {

@@ -475,7 +475,7 @@ func TestSetConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	regs := []rules.Registry{{Name: "k8s", URL: "https://k8s.example", Default: true}, {Name: "hub", URL: "https://hub2.example"}}
-	skipped, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "hub")}, ovs)
+	skipped, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "hub")})
 	if err != nil || skipped == nil || !strings.Contains(skipped.Error(), `override "gone" skipped`) {
 		t.Errorf("SetConfig: skipped %v, err %v; want the override naming a removed registry reported", skipped, err)
 	}
@@ -485,7 +485,7 @@ func TestSetConfig(t *testing.T) {
 	if d := e.Choose(ipJP); d.Reason != "country:JP" || d.Source != "override:jp" {
 		t.Errorf("override kept: %s by %s (%s)", d.Registry, d.Reason, d.Source)
 	}
-	if _, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "nope")}, ovs); err == nil {
+	if _, err := e.SetConfig(regs, []rules.Rule{rule("country:SE", "nope")}); err == nil {
 		t.Error("a rule naming an unknown registry was taken")
 	}
 	if d := e.Choose(ipSE); d.Registry != "hub" {

@@ -37,8 +37,8 @@ func (e *Engine) Preview(ovs []rules.Override, addrs []netip.Addr) ([]Move, erro
 	live := e.state.Load()
 	l, err := compileOverrides(live.rs, ovs)
 	rs := *live.rs
-	rs.overrides = l
-	rs.needs = rs.static.needs() | l.needs()
+	rs.overrides = overrideLayers{base: l}
+	rs.needs = rs.static.needs() | rs.overrides.needs()
 	// The registries are the live ones, so the skip flags compiled from
 	// health and drains hold as they are.
 	scratch := *live

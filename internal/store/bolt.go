@@ -209,6 +209,11 @@ func (b *Bolt) migrate(l *legacyStore) error {
 func (b *Bolt) open() error {
 	var db *bbolt.DB
 	err := faultsAsErrors(func() (err error) {
+		// The freelist is written at every commit (bbolt's default). Not
+		// writing it (NoFreelistSync) makes a write a little cheaper, but
+		// then bbolt rebuilds the freelist at open in a goroutine of its
+		// own, where a damaged file panics beyond any recover: the
+		// process dies instead of saying which file is damaged.
 		db, err = bbolt.Open(b.path, 0o600, &bbolt.Options{Timeout: 200 * time.Millisecond})
 		return err
 	})
@@ -606,18 +611,20 @@ func (b *Bolt) rewrite(replaced bool) error {
 	return os.WriteFile(b.marker, []byte("a reghost store lives here: "+BoltFile+"\n"), 0o640)
 }
 
-// faultsAsErrors runs fn, turning a fault reading mapped memory into an
-// error. bbolt maps the database file, and a file cut short (a full disk,
-// a bad copy) makes it read past the end of the mapping at open, which
-// raises SIGBUS and would kill the process.
+// faultsAsErrors runs fn, which opens or reads the database at start,
+// turning a damaged file's faults and panics into an error. bbolt maps
+// the file: one cut short (a full disk, a bad copy) makes it read past
+// the end of the mapping, which raises SIGBUS and would kill the
+// process; and it panics on a page that is not what it should be.
 func faultsAsErrors(fn func() error) (err error) {
 	defer func(old bool) {
 		debug.SetPanicOnFault(old)
-		if e := recover(); e != nil {
-			if _, isFault := e.(interface{ Addr() uintptr }); !isFault {
-				panic(e)
-			}
+		switch e := recover().(type) {
+		case nil:
+		case interface{ Addr() uintptr }:
 			err = fmt.Errorf("the file is shorter than its contents say (cut short?): %v", e)
+		default:
+			err = fmt.Errorf("the database is damaged: %v", e)
 		}
 	}(debug.SetPanicOnFault(true))
 	return fn()

@@ -146,6 +146,30 @@ func TestBoltMigratesTheJSONFile(t *testing.T) {
 	}
 }
 
+// A database file cut short (a full disk, a bad copy) is refused at
+// open with an error that says so; bbolt would otherwise read past the
+// end of its mapping and kill the process with SIGBUS.
+func TestBoltTruncatedRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openBolt(t, dir, store.BoltOptions{})
+	for i := range 50 {
+		if _, err := s.Put(t.Context(), "alice", storetest.Override(fmt.Sprintf("o%d", i), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	path := filepath.Join(dir, store.BoltFile)
+	if err := os.Truncate(path, int64(2*os.Getpagesize()+100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenBolt(dir, store.BoltOptions{}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a truncated database: %v", err)
+	} else {
+		t.Log(err)
+	}
+}
+
 // The audit trail keeps its last AuditLimit entries.
 func TestBoltAuditCapped(t *testing.T) {
 	t.Parallel()

@@ -47,6 +47,9 @@ type Options struct {
 	// header (10s), to take its answer (10s), and to wait idle between
 	// requests (120s).
 	HeaderTimeout, WriteTimeout, IdleTimeout time.Duration
+	// StoreCheckInterval is how often the embedded store checks its file
+	// is still there; 10s.
+	StoreCheckInterval time.Duration
 }
 
 // App is a configured reghost server.
@@ -124,7 +127,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.metrics.WatchDataSets(a.dataSetTimes)
-	if a.store, err = openStore(cfg, a.log); err != nil {
+	if a.store, err = openStore(cfg, opts, a.log); err != nil {
 		return nil, err
 	}
 	if a.overrides, err = overrides.New(context.Background(), overrides.Config{Store: a.store, Engine: a.engine,
@@ -246,13 +249,13 @@ func registryNames(cfg *config.Config) []string {
 	return names
 }
 
-func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+func openStore(cfg *config.Config, opts Options, log *slog.Logger) (store.Store, error) {
 	if cfg.Store != "" {
 		// Not the URL itself: it may hold a password.
 		scheme, _, _ := strings.Cut(cfg.Store, "://")
 		return nil, fmt.Errorf("store: %s stores are not built in yet; only the embedded store (store: \"\") is", scheme)
 	}
-	return store.OpenBolt(cfg.DataDir, store.BoltOptions{Logger: log}) // its errors say "store: …"
+	return store.OpenBolt(cfg.DataDir, store.BoltOptions{Logger: log, CheckInterval: opts.StoreCheckInterval}) // its errors say "store: …"
 }
 
 // dataSetTimes is what the data set gauges report: every loaded GeoIP

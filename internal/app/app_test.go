@@ -720,3 +720,69 @@ rules:
 		t.Errorf("an override naming an unpublished region: %d, logged:\n%s", resp.StatusCode, logged.String())
 	}
 }
+
+// /readyz stays 200 but says degraded, and why, for each kind of trouble
+// that leaves decisions working: a GeoIP file refused on reload (the
+// last good one serves), a cloud ranges file missing, and the store's
+// file removed (written again, and reported).
+func TestReadyzSaysWhy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	asn := filepath.Join(dir, "asn.mmdb")
+	data, err := os.ReadFile("../../testdata/maxmind/GeoLite2-ASN-Test.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(asn, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(t, fmt.Sprintf("geoip: {asn: %s}\ncloud_ranges: {aws: %s}\n", asn, filepath.Join(dir, "aws.json")),
+		Options{StoreCheckInterval: 20 * time.Millisecond})
+	serve(t, a)
+	ready := func() Readiness {
+		resp, err := http.Get("http://" + a.PublicAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r Readiness
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/readyz: %d, %v", resp.StatusCode, err)
+		}
+		return r
+	}
+	says := func(what string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := ready()
+			all := r.Status == "degraded"
+			for _, w := range want {
+				all = all && slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, w) })
+			}
+			if all {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /readyz %+v, want degraded with %q", what, r, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	says("cloud file missing", "cloud_ranges.aws: not loaded")
+	tmp := asn + ".tmp"
+	if err := os.WriteFile(tmp, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, asn); err != nil {
+		t.Fatal(err)
+	}
+	says("GeoIP file refused", "geoip.asn: serving the last good database")
+	if err := os.Remove(filepath.Join(a.cfg.DataDir, "reghost.db")); err != nil {
+		t.Fatal(err)
+	}
+	says("store file removed", "geoip.asn", "cloud_ranges.aws", "was removed")
+	if r := ready(); r.Store != "failing" {
+		t.Errorf("store: %q", r.Store)
+	}
+}

@@ -251,6 +251,9 @@ type overrideBody struct {
 	Note       string   `json:"note"`
 	CreatedBy  string   `json:"created_by"`
 	CreatedAt  string   `json:"created_at"`
+	// Expired is what a list says of an override; it is read, so that a
+	// list can be written back as it is, and ignored.
+	Expired bool `json:"expired"`
 }
 
 // parseTime parses an optional RFC 3339 time; field names it in errors.
@@ -560,6 +563,10 @@ func (a *admin) replaceAll(c *echo.Context) error {
 	}
 	var body struct {
 		Overrides []overrideBody `json:"overrides"`
+		// Version is what GET /api/v1/overrides gives with the list, so
+		// that its output is a backup this call restores as it is. It
+		// is not checked: a restore is meant to replace what is there.
+		Version *store.Version `json:"version"`
 	}
 	if err := decodeStrict(data, &body); err != nil {
 		return invalid(c, err)

@@ -404,3 +404,46 @@ func BenchmarkAdminWrites(b *testing.B) {
 		}
 	})
 }
+
+// A list is a backup that PUT /api/v1/overrides restores as it is.
+func TestAdminBackupAndRestore(t *testing.T) {
+	t.Parallel()
+	env := newAdminEnv(t)
+	for _, body := range []string{
+		`{"id":"a","match":{"country":"SE"},"registries":["eu"],"note":"n","created_by":"alice"}`,
+		`{"id":"b","match":{"cidr":"2001:db8::/32"},"registries":["hub","eu"],"expires_at":"2026-11-23T13:00:00Z"}`,
+	} {
+		if code, resp := env.call(t, "POST", "/api/v1/overrides", body); code != 201 {
+			t.Fatalf("create: %d %v", code, resp)
+		}
+	}
+	env.now.Store(time.Date(2026, 11, 23, 14, 0, 0, 0, time.UTC).UnixNano()) // b has expired
+	backup := callRaw(t, env, "GET", "/api/v1/overrides", "")
+	if !strings.Contains(backup, `"expired":true`) {
+		t.Fatalf("the list does not mark b expired: %s", backup)
+	}
+	if code, resp := env.call(t, "DELETE", "/api/v1/overrides/a", ""); code != 200 {
+		t.Fatalf("delete: %d %v", code, resp)
+	}
+	if code, resp := env.call(t, "PUT", "/api/v1/overrides", backup); code != 200 || resp["overrides"] != 2.0 {
+		t.Fatalf("restore: %d %v", code, resp)
+	}
+	code, got := env.call(t, "GET", "/api/v1/overrides/a", "")
+	if code != 200 || got["note"] != "n" || got["created_by"] != "alice" {
+		t.Errorf("after the restore: %d %v", code, got)
+	}
+}
+
+// callRaw is call with the body as text.
+func callRaw(t testing.TB, env *adminEnv, method, path, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(method, env.admin.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
+}

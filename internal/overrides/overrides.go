@@ -250,12 +250,14 @@ func (s *Service) Delete(ctx context.Context, who, id string) (store.Version, er
 
 // Replace makes ovs the whole set of overrides, in one step: an import
 // or a restore. Every override is prepared and validated as Create would
-// (created_by defaults to who); one that is not valid fails the whole
-// call with a *ValidationError naming it, and nothing is changed.
+// (created_by defaults to who), but may have expired already, as a set
+// listed and written back holds those kept until the retention ends; one
+// that is not valid fails the whole call with a *ValidationError naming
+// it, and nothing is changed.
 func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override) (store.Version, error) {
 	seen := make(map[string]int, len(ovs))
 	for i := range ovs {
-		o, err := s.prepare(ovs[i], rules.Override{}, who)
+		o, err := s.prepareFor(ovs[i], rules.Override{}, who, true)
 		if err != nil {
 			return store.Version{}, invalid(fmt.Errorf("overrides[%d] (%s): %w", i, o.ID, err))
 		}
@@ -303,6 +305,12 @@ func (s *Service) Undrain(ctx context.Context, who, registry string) (store.Vers
 // prepare fills in what o leaves out, from prev (the override it
 // replaces, if any) or the defaults, and validates it.
 func (s *Service) prepare(o, prev rules.Override, who string) (rules.Override, error) {
+	return s.prepareFor(o, prev, who, false)
+}
+
+// prepareFor is prepare; restoring lets an override that has expired
+// through: a set written back as it was listed holds those still kept.
+func (s *Service) prepareFor(o, prev rules.Override, who string, restoring bool) (rules.Override, error) {
 	// Not cut to the second: of two overrides with the same match the
 	// newer wins, and a tie would go to whichever ID sorts first.
 	now := s.now().UTC()
@@ -314,7 +322,7 @@ func (s *Service) prepare(o, prev rules.Override, who string) (rules.Override, e
 	if o.CreatedAt.After(now.Add(MaxClockSkew)) {
 		return o, invalid(fmt.Errorf("created_at: %s is in the future; leave it out to mean now", o.CreatedAt.Format(time.RFC3339)))
 	}
-	if !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
+	if !restoring && !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
 		return o, invalid(fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339)))
 	}
 	if err := s.engine.ValidateOverride(o); err != nil {

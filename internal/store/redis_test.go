@@ -1,0 +1,62 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reghost/reghost/internal/store"
+	"github.com/reghost/reghost/internal/store/redistest"
+	"github.com/reghost/reghost/internal/store/storetest"
+)
+
+// fast are options for tests: short intervals, so that what takes a
+// poll interval in production takes a fraction of a second here.
+func fast(url, prefix string) store.RedisOptions {
+	return store.RedisOptions{URL: url, Prefix: prefix, PollInterval: 200 * time.Millisecond,
+		ReplicaCheckInterval: 500 * time.Millisecond, ClientName: "reghost-test"}
+}
+
+func openRedis(t testing.TB, o store.RedisOptions) *store.Redis {
+	t.Helper()
+	s, err := store.OpenRedis(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestRedisConformance runs the suite on a server of its own per store:
+// starting one takes milliseconds, and Break stops it.
+func TestRedisConformance(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	servers := map[store.Store]*redistest.Server{}
+	prefixes := map[store.Store]string{}
+	openOn := func(t *testing.T, srv *redistest.Server, prefix string) store.Store {
+		s, err := store.OpenRedis(t.Context(), fast(srv.URL(), prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		servers[s], prefixes[s] = srv, prefix
+		mu.Unlock()
+		return s
+	}
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) store.Store { return openOn(t, redistest.Start(t), "reghost") },
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			s.Close()
+			return openOn(t, servers[s], prefixes[s])
+		},
+		Corrupt: func(t *testing.T, s store.Store) (store.Store, error) {
+			s.Close()
+			servers[s].Do("HSET", "{"+prefixes[s]+"}:overrides", "x", "{not json")
+			return store.OpenRedis(t.Context(), fast(servers[s].URL(), prefixes[s]))
+		},
+		Break: func(t *testing.T, s store.Store) { servers[s].Stop() },
+	})
+}
+

@@ -2,9 +2,12 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/reghost/reghost/internal/store"
 	"github.com/reghost/reghost/internal/store/redistest"
@@ -60,3 +63,63 @@ func TestRedisConformance(t *testing.T) {
 	})
 }
 
+// TestRedisClusterConformance runs the suite on a three-node Cluster,
+// shared by the suite's stores under a prefix each (starting a cluster
+// takes seconds); Break stops every node, and a later Open starts a new
+// cluster.
+func TestRedisClusterConformance(t *testing.T) {
+	t.Parallel()
+	outer := t
+	var (
+		mu       sync.Mutex
+		cluster  *redistest.Cluster
+		n        int
+		prefixOf = map[store.Store]string{}
+		onOf     = map[store.Store]*redistest.Cluster{}
+	)
+	openOn := func(t *testing.T, c *redistest.Cluster, prefix string) store.Store {
+		s, err := store.OpenRedis(t.Context(), fast(c.URL(), prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		prefixOf[s], onOf[s] = prefix, c
+		mu.Unlock()
+		return s
+	}
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) store.Store {
+			mu.Lock()
+			if cluster == nil {
+				cluster = redistest.StartCluster(outer)
+			}
+			c := cluster
+			n++
+			prefix := fmt.Sprintf("conformance-%d", n)
+			mu.Unlock()
+			return openOn(t, c, prefix)
+		},
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			s.Close()
+			return openOn(t, onOf[s], prefixOf[s])
+		},
+		Corrupt: func(t *testing.T, s store.Store) (store.Store, error) {
+			s.Close()
+			key := "{" + prefixOf[s] + "}:overrides"
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{onOf[s].Nodes[0].Addr()}})
+			defer c.Close()
+			if err := c.HSet(t.Context(), key, "x", "{not json").Err(); err != nil {
+				t.Fatal(err)
+			}
+			return store.OpenRedis(t.Context(), fast(onOf[s].URL(), prefixOf[s]))
+		},
+		Break: func(t *testing.T, s store.Store) {
+			mu.Lock()
+			defer mu.Unlock()
+			onOf[s].Stop()
+			if cluster == onOf[s] {
+				cluster = nil
+			}
+		},
+	})
+}

@@ -1,0 +1,20 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/redis/go-redis/v9/logging"
+	"go.uber.org/goleak"
+)
+
+// TestMain checks that every goroutine a store starts is gone once the
+// tests end: Close stops them all. go-redis's own log of dial failures
+// (expected here: servers are stopped on purpose) is silenced.
+func TestMain(m *testing.M) {
+	logging.Disable()
+	goleak.VerifyTestMain(m,
+		// go-redis probes a server that refused PoolSize dials once a
+		// second, and sees that its pool was closed only when it wakes:
+		// it ends within a second of Close, and is not the store's.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
+}

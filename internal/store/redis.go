@@ -136,6 +136,7 @@ type Redis struct {
 	deliverMu  sync.Mutex
 	delivered  Version
 	deliveries uint64
+	resync     bool      // a (re)subscription's reload is yet to be delivered
 	pending    Version   // a version the poll found before pub/sub did
 	pendingAt  time.Time // when
 	hub        hub
@@ -150,8 +151,9 @@ type Redis struct {
 }
 
 type subTrouble struct {
-	err   error
-	since time.Time
+	err     error
+	since   time.Time
+	initial bool // not subscribed yet
 }
 
 type redisKeys struct {
@@ -185,7 +187,7 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
-	r.subDown.Store(&subTrouble{errors.New("not subscribed yet"), time.Now()})
+	r.subDown.Store(&subTrouble{err: errors.New("not subscribed yet"), since: time.Now(), initial: true})
 
 	// A first look, for the log and Health; its failure is only reported.
 	first, cancel := context.WithTimeout(ctx, opts.DialTimeout+opts.ReadTimeout+opts.WriteTimeout)
@@ -440,6 +442,9 @@ func (t RedisTLS) config(u *url.URL) (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// Mode is how the URL reaches Redis: standalone, sentinel or cluster.
+func (r *Redis) Mode() string { return r.mode }
 
 // primary returns a client of the node that takes the writes: the
 // client itself, standalone or with Sentinel (go-redis follows the

@@ -44,6 +44,9 @@ func (r *Redis) Changes(ctx context.Context) <-chan Change { return r.hub.subscr
 
 // send delivers c and remembers it. Callers hold deliverMu.
 func (r *Redis) send(c Change) {
+	if c.Whole() {
+		r.resync = false
+	}
 	r.hub.publish(c)
 	r.delivered = c.Version
 	r.deliveries++
@@ -117,30 +120,34 @@ func (r *Redis) receive(ctx context.Context, ps *redis.PubSub) {
 }
 
 func (r *Redis) subFailed(err error) {
-	if r.subDown.CompareAndSwap(nil, &subTrouble{err, time.Now()}) {
+	if r.subDown.CompareAndSwap(nil, &subTrouble{err: err, since: time.Now()}) {
 		r.log.Warn("the Redis change subscription failed; resubscribing (changes arrive through the poll meanwhile)", "err", err)
 	}
 }
 
 // subscribed resynchronises readers after a (re)subscription: what was
-// published while unsubscribed is lost.
+// published while unsubscribed is lost, so readers are told to reload
+// (a reader that has the version already skips it).
 func (r *Redis) subscribed(ctx context.Context) {
-	if was := r.subDown.Swap(nil); was != nil && r.lastHeard.Load() != 0 && was.err.Error() != "not subscribed yet" {
+	if was := r.subDown.Swap(nil); was != nil && !was.initial {
 		r.log.Info("the Redis change subscription is back", "down_for", time.Since(was.since).Round(time.Millisecond).String())
 	}
-	r.firstSubOnce.Do(func() { close(r.firstSub) })
+	// Open waits for the first subscription, and readers come after it:
+	// they Load after calling Changes, and need no reload.
+	defer r.firstSubOnce.Do(func() { close(r.firstSub) })
 	r.deliverMu.Lock()
 	gen := r.deliveries
+	r.resync = true
 	r.deliverMu.Unlock()
 	v, err := r.Version(ctx)
 	if err != nil {
-		return // the poll catches up
+		return // the poll resynchronises (resync is set)
 	}
 	r.deliverMu.Lock()
 	defer r.deliverMu.Unlock()
 	// A message delivered meanwhile came on this subscription, and was a
 	// Whole change if anything before it was missed.
-	if r.deliveries == gen && v != r.delivered {
+	if r.deliveries == gen {
 		r.send(Change{Version: v})
 	}
 }
@@ -240,7 +247,7 @@ func (r *Redis) pollOnce(ctx context.Context) {
 
 	r.deliverMu.Lock()
 	defer r.deliverMu.Unlock()
-	if r.deliveries != gen || v == r.delivered {
+	if r.deliveries != gen || v == r.delivered && !r.resync {
 		return // a message came meanwhile; the next poll looks again
 	}
 	r.send(Change{Version: v})

@@ -161,6 +161,13 @@ func (r *Redis) Load(ctx context.Context) (State, error) {
 			return nil
 		})
 		if err != nil {
+			// A LOADING Redis queues the commands with that error and
+			// aborts EXEC: say why.
+			for _, c := range []redis.Cmder{ovs, drs, ver} {
+				if c != nil && redis.IsLoadingError(c.Err()) {
+					return c.Err()
+				}
+			}
 			return err
 		}
 		if st.Version, id, err = parseVersion(ver.Val(), r.keys.version); err != nil {

@@ -190,7 +190,8 @@ func (s *Server) waitUp(d time.Duration, ready bool) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		err = c.Ping(ctx).Err()
 		cancel()
-		if err == nil || !ready && (redis.IsLoadingError(err)) {
+		var reply redis.Error // the server answered, if only NOAUTH
+		if err == nil || errors.As(err, &reply) && (!ready || !redis.IsLoadingError(err)) {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)

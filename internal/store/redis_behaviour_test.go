@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -390,38 +393,124 @@ func TestRedisConcurrentStores(t *testing.T) {
 	}
 }
 
-// A write that times out on the client, but that the server applies
-// after all, is not sent again: the version moves by exactly one.
-// DEBUG SLEEP stalls the (test) server past the client's read timeout.
+// A write whose answer is lost is not sent again: the version moves by
+// exactly one. The answer is lost two ways: the server stalls past the
+// client's read timeout (DEBUG SLEEP) and applies the write after the
+// client gave up, or the connection breaks after the server applied it
+// (a proxy that drops the server's answer and the connection with it).
 func TestRedisWriteNotRetried(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Args("--enable-debug-command", "yes"))
-	o := fast(srv.URL(), "reghost")
+	proxy := newDropProxy(t, srv.Addr())
+	o := fast("redis://"+proxy.addr+"/0", "reghost")
 	o.ReadTimeout = 200 * time.Millisecond
 	s := openRedis(t, o)
 	ctx := t.Context()
-	v0, err := s.Put(ctx, "alice", storetest.Override("a", 1))
+	direct := srv.Client()
+	version := func() store.Version {
+		var v store.Version
+		eventually(t, 5*time.Second, "the version", func() bool {
+			vals, err := direct.HMGet(ctx, "{reghost}:version", "epoch", "n").Result()
+			if err != nil || vals[0] == nil {
+				return false
+			}
+			_, err = fmt.Sscan(vals[0].(string)+" "+vals[1].(string), &v.Epoch, &v.N)
+			return err == nil
+		})
+		return v
+	}
+	for i, lose := range []struct {
+		name          string
+		before, after func()
+	}{
+		{"timeout", func() {
+			go srv.Do("DEBUG", "SLEEP", "1")
+			time.Sleep(100 * time.Millisecond)
+		}, func() {}},
+		{"connection lost", func() { proxy.drop.Store(true) }, func() { proxy.drop.Store(false) }},
+	} {
+		if _, err := s.Put(ctx, "alice", storetest.Override("warm-up", i)); err != nil {
+			t.Fatal(err)
+		}
+		v0 := version()
+		lose.before()
+		start := time.Now()
+		_, err := s.Put(ctx, "alice", storetest.Override(fmt.Sprintf("lost-answer-%d", i), i))
+		lose.after()
+		if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not retried") {
+			t.Errorf("%s: a write whose answer was lost: %v; want ErrUnavailable saying it is not retried", lose.name, err)
+		}
+		t.Logf("%s: the write gave up after %s: %v", lose.name, time.Since(start).Round(time.Millisecond), err)
+		time.Sleep(time.Second) // the stalled server wakes, anything resent arrives
+		if v := version(); v != (store.Version{Epoch: v0.Epoch, N: v0.N + 1}) {
+			t.Errorf("%s: version %s after one write at %s: it was applied %d times", lose.name, v, v0, int(v.N)-int(v0.N))
+		}
+	}
+}
+
+// dropProxy forwards TCP connections to a server; while drop is set, it
+// closes a connection when the server answers, instead of forwarding
+// the answer.
+type dropProxy struct {
+	addr string
+	drop atomic.Bool
+}
+
+func newDropProxy(t *testing.T, target string) *dropProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stalled := make(chan struct{})
-	go func() {
-		defer close(stalled)
-		srv.Do("DEBUG", "SLEEP", "1")
-	}()
-	time.Sleep(100 * time.Millisecond)
-	start := time.Now()
-	_, err = s.Put(ctx, "alice", storetest.Override("b", 2))
-	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not retried") {
-		t.Errorf("a write against a stalled server: %v; want ErrUnavailable saying it is not retried", err)
-	}
-	t.Logf("the write gave up after %s: %v", time.Since(start).Round(time.Millisecond), err)
-	<-stalled
-	var v store.Version
-	eventually(t, 5*time.Second, "the server back", func() bool { v, err = s.Version(ctx); return err == nil })
-	if v != (store.Version{Epoch: v0.Epoch, N: v0.N + 1}) {
-		t.Errorf("version %s after one timed-out write at %s: the write was applied %d times", v, v0, int(v.N)-int(v0.N))
-	}
+	p := &dropProxy{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(s, c); s.Close() })
+			wg.Go(func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && p.drop.Load() {
+						break
+					}
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				c.Close()
+				s.Close()
+			})
+		}
+	})
+	return p
 }
 
 // The data nodes' password comes from a file, read again at every new

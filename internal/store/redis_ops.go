@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"slices"
 	"strconv"
@@ -378,7 +379,7 @@ func (r *Redis) write(ctx context.Context, op, who string, args ...any) (Version
 		if r.cluster != nil && strings.HasPrefix(err.Error(), "MOVED ") {
 			r.cluster.ReloadState(context.WithoutCancel(ctx)) // the slot moved: the next write finds it
 		}
-		if isTimeout(err) {
+		if maybeSent(err) {
 			err = fmt.Errorf("%w (the change may or may not have been saved: it is not retried; read it back)", err)
 		}
 		return Version{}, r.done(op, err)
@@ -426,6 +427,16 @@ func (r *Redis) write(ctx context.Context, op, who string, args ...any) (Version
 		return v, fmt.Errorf("%w at version %s: WAIT failed: %w; a failover now could lose it", ErrNotReplicated, v, err)
 	}
 	return v, fmt.Errorf("%w at version %s: %d of %d replicas within %s; a failover now could lose it", ErrNotReplicated, v, got, wait, r.opts.WaitTimeout)
+}
+
+// maybeSent reports a write failure after which the write may have been
+// applied: anything but a failure to connect, or an answer from Redis
+// (the script checks before it writes, and Redis refuses a script
+// for lack of memory before its first write).
+func maybeSent(err error) bool {
+	var op *net.OpError
+	var reply redis.Error
+	return !(errors.As(err, &op) && op.Op == "dial") && !errors.As(err, &reply) && !errors.Is(err, redis.ErrClosed)
 }
 
 func isTimeout(err error) bool {

@@ -149,15 +149,18 @@ func (r *Redis) Version(ctx context.Context) (Version, error) {
 // Load reads the overrides, the drains and the version in one MULTI/EXEC,
 // so that they belong together. An empty Redis (flushed, or new) is the
 // zero State: a reader that has applied more sees that it went back.
+//
+// HVALS rather than HGETALL: the ID is in each value, and a flat list
+// costs go-redis no map of 100,000 entries to build.
 func (r *Redis) Load(ctx context.Context) (State, error) {
 	var st State
 	var id string
 	err := r.read(ctx, "load", func(ctx context.Context) error {
-		var ovs, drs *redis.MapStringStringCmd
+		var ovs, drs *redis.StringSliceCmd
 		var ver *redis.SliceCmd
 		_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			ovs = p.HGetAll(ctx, r.keys.overrides)
-			drs = p.HGetAll(ctx, r.keys.drains)
+			ovs = p.HVals(ctx, r.keys.overrides)
+			drs = p.HVals(ctx, r.keys.drains)
 			ver = p.HMGet(ctx, r.keys.version, "epoch", "n", "id")
 			return nil
 		})
@@ -178,15 +181,11 @@ func (r *Redis) Load(ctx context.Context) (State, error) {
 			return fmt.Errorf("%w: %s is missing but %d overrides and %d drains are there (evicted? set maxmemory-policy noeviction); restore the overrides",
 				errCorrupt, r.keys.version, len(ovs.Val()), len(drs.Val()))
 		}
-		if st.Overrides, err = decodeAll[rules.Override](ovs.Val(), "override", r.keys.overrides); err != nil {
+		if st.Overrides, err = decodeAll(ovs.Val(), "override", r.keys.overrides, func(o rules.Override) string { return o.ID }); err != nil {
 			return err
 		}
-		slices.SortFunc(st.Overrides, func(a, b rules.Override) int { return strings.Compare(a.ID, b.ID) })
-		if st.Drains, err = decodeAll[Drain](drs.Val(), "drain", r.keys.drains); err != nil {
-			return err
-		}
-		slices.SortFunc(st.Drains, func(a, b Drain) int { return strings.Compare(a.Registry, b.Registry) })
-		return nil
+		st.Drains, err = decodeAll(drs.Val(), "drain", r.keys.drains, func(d Drain) string { return d.Registry })
+		return err
 	})
 	if err != nil {
 		return State{}, err
@@ -196,24 +195,25 @@ func (r *Redis) Load(ctx context.Context) (State, error) {
 }
 
 // decodeAll decodes a hash's JSON values, on every core when there are
-// many: decoding, not Redis, is most of a large Load.
-func decodeAll[T any](m map[string]string, what, key string) ([]T, error) {
-	if len(m) == 0 {
+// many (decoding, not Redis, is most of a large Load), and sorts them by
+// key. The sort moves indices, not the values, which are large.
+func decodeAll[T any](vals []string, what, hash string, key func(T) string) ([]T, error) {
+	if len(vals) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	out := make([]T, len(keys))
-	workers := min(runtime.GOMAXPROCS(0), (len(keys)+999)/1000)
+	decoded := make([]T, len(vals))
+	workers := min(runtime.GOMAXPROCS(0), (len(vals)+999)/1000)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			for i := w; i < len(keys); i += workers {
-				if err := json.Unmarshal([]byte(m[keys[i]]), &out[i]); err != nil {
-					errs[w] = fmt.Errorf("%w: %s %q in %s: %w; fix or delete it (HDEL), or restore the overrides", errCorrupt, what, keys[i], key, err)
+			for i := w; i < len(vals); i += workers {
+				if err := json.Unmarshal([]byte(vals[i]), &decoded[i]); err != nil {
+					errs[w] = fmt.Errorf("%w: a value in %s: %w (%.60q); fix or delete it (HDEL), or restore the overrides", errCorrupt, hash, err, vals[i])
+					return
+				}
+				if key(decoded[i]) == "" {
+					errs[w] = fmt.Errorf("%w: a %s in %s has no name (%.60q); delete it (HDEL), or restore the overrides", errCorrupt, what, hash, vals[i])
 					return
 				}
 			}
@@ -222,6 +222,19 @@ func decodeAll[T any](m map[string]string, what, key string) ([]T, error) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	type keyed struct {
+		key string
+		i   int
+	}
+	order := make([]keyed, len(decoded))
+	for i := range decoded {
+		order[i] = keyed{key(decoded[i]), i}
+	}
+	slices.SortFunc(order, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	out := make([]T, len(decoded))
+	for i, k := range order {
+		out[i] = decoded[k.i]
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reghost/reghost/internal/logtest"
 	"github.com/reghost/reghost/internal/store"
 	"github.com/reghost/reghost/internal/store/redistest"
 	"github.com/reghost/reghost/internal/store/storetest"
@@ -681,4 +683,36 @@ func TestRedisSentinelFailover(t *testing.T) {
 		t.Logf("the write came as %+v", c)
 	}
 	eventually(t, 5*time.Second, "the reader healthy", func() bool { return reader.Health() == nil })
+}
+
+// A Redis that may evict keys is warned about at open; writes wait for
+// as many replicas as asked, and a write no replica confirmed is saved
+// but reported with ErrNotReplicated and its version.
+func TestRedisPrimaryChecks(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Args("--maxmemory-policy", "allkeys-lru"))
+	var logs logtest.Buffer
+	o := fast(srv.URL(), "reghost")
+	o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	o.WaitReplicas, o.WaitTimeout = 1, 100*time.Millisecond
+	s := openRedis(t, o)
+	if !strings.Contains(logs.String(), "maxmemory-policy is not noeviction") || !strings.Contains(logs.String(), "allkeys-lru") {
+		t.Errorf("no warning about eviction in the log:\n%s", logs.String())
+	}
+	start := time.Now()
+	v, err := s.Put(t.Context(), "alice", storetest.Override("a", 1))
+	if !errors.Is(err, store.ErrNotReplicated) || v == (store.Version{}) {
+		t.Fatalf("a write waiting for a replica that is not there: %s, %v; want its version and ErrNotReplicated", v, err)
+	}
+	if took := time.Since(start); took < 100*time.Millisecond || took > time.Second {
+		t.Errorf("the write took %s; WAIT should have waited its 100 ms", took)
+	}
+	if got, err := s.Get(t.Context(), "a"); err != nil || got.ID != "a" {
+		t.Errorf("the unconfirmed write is not in Redis: %+v, %v", got, err)
+	}
+	o.WaitReplicas, o.Logger = store.WaitAuto, nil
+	auto := openRedis(t, o)
+	if _, err := auto.Put(t.Context(), "alice", storetest.Override("b", 2)); err != nil {
+		t.Errorf("WaitAuto with no replica: %v; it should not wait", err)
+	}
 }

@@ -123,3 +123,46 @@ func TestRedisClusterConformance(t *testing.T) {
 		},
 	})
 }
+
+// redisACL is the least a reghost user needs, as REDIS.md gives it: the
+// keys and channel under the prefix, and the commands the store and its
+// scripts run (ACLs apply inside scripts too).
+var redisACL = []any{"on", ">acl-password", "resetkeys", "~{reghost}:*", "resetchannels", "&{reghost}:*",
+	"-@all", "+hello", "+auth", "+client|setname", "+ping", "+info", "+select",
+	"+evalsha", "+eval", "+multi", "+exec", "+hvals", "+hget", "+hmget", "+xrevrange", "+subscribe", "+wait",
+	"+hset", "+hdel", "+del", "+hlen", "+xadd", "+time", "+publish"}
+
+// TestRedisConformanceMinimalACL runs the suite as a user with only the
+// rights REDIS.md lists.
+func TestRedisConformanceMinimalACL(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	servers := map[store.Store]*redistest.Server{}
+	openOn := func(t *testing.T, srv *redistest.Server) store.Store {
+		s, err := store.OpenRedis(t.Context(), fast("redis://reghost:acl-password@"+srv.Addr()+"/0", "reghost"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		servers[s] = srv
+		mu.Unlock()
+		return s
+	}
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) store.Store {
+			srv := redistest.Start(t)
+			srv.Do(append([]any{"ACL", "SETUSER", "reghost"}, redisACL...)...)
+			return openOn(t, srv)
+		},
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			s.Close()
+			return openOn(t, servers[s])
+		},
+		Corrupt: func(t *testing.T, s store.Store) (store.Store, error) {
+			s.Close()
+			servers[s].Do("HSET", "{reghost}:overrides", "x", "{not json")
+			return openOn(t, servers[s]), nil
+		},
+		Break: func(t *testing.T, s store.Store) { servers[s].Stop() },
+	})
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/reghost/reghost/internal/logtest"
 	"github.com/reghost/reghost/internal/store"
 	"github.com/reghost/reghost/internal/store/redistest"
@@ -710,9 +712,36 @@ func TestRedisPrimaryChecks(t *testing.T) {
 	if got, err := s.Get(t.Context(), "a"); err != nil || got.ID != "a" {
 		t.Errorf("the unconfirmed write is not in Redis: %+v, %v", got, err)
 	}
-	o.WaitReplicas, o.Logger = store.WaitAuto, nil
+	reg := prometheus.NewRegistry()
+	o.WaitReplicas, o.Logger, o.Registerer = store.WaitAuto, nil, reg
 	auto := openRedis(t, o)
 	if _, err := auto.Put(t.Context(), "alice", storetest.Override("b", 2)); err != nil {
 		t.Errorf("WaitAuto with no replica: %v; it should not wait", err)
+	}
+	// The metrics are there, and carry no address.
+	if _, err := auto.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), "127.0.0.1") {
+					t.Errorf("%s has an address as a label: %s", f.GetName(), l)
+				}
+			}
+		}
+	}
+	for _, want := range []string{"reghost_store_redis_up", "reghost_store_epoch", "reghost_store_version",
+		"reghost_store_redis_last_message_age_seconds", "reghost_store_redis_changes_delivered_total",
+		"reghost_store_redis_command_duration_seconds"} {
+		if !names[want] {
+			t.Errorf("metric %s is missing (have %v)", want, names)
+		}
 	}
 }

@@ -250,10 +250,11 @@ func (r *Redis) pollOnce(ctx context.Context) {
 	if r.deliveries != gen || v == r.delivered && !r.resync {
 		return // a message came meanwhile; the next poll looks again
 	}
-	r.send(Change{Version: v})
-	if v != (Version{}) {
+	if v != (Version{}) && v != r.delivered {
+		// pub/sub should bring v's message soon, or is deaf.
 		r.pending, r.pendingAt = v, time.Now()
 	}
+	r.send(Change{Version: v})
 }
 
 // checkBehind acts on a Redis whose version v (of write id) is behind

@@ -185,17 +185,9 @@ func TestBoltAuditCapped(t *testing.T) {
 	}
 }
 
-// When REGHOST_BOLT_WRITER names a directory, this test binary is a
-// writer: it writes overrides one by one, or replaces the whole set
-// with 100,000 and then writes one by one, printing each version that a
-// write returned, until it is killed.
-func TestMain(m *testing.M) {
-	if dir := os.Getenv("REGHOST_BOLT_WRITER"); dir != "" {
-		os.Exit(writer(dir, os.Getenv("REGHOST_BOLT_WRITER_REPLACE") != ""))
-	}
-	os.Exit(m.Run())
-}
-
+// writer writes overrides one by one, or replaces the whole set with
+// 100,000 and then writes one by one, printing each version that a write
+// returned, until it is killed (TestMain runs it).
 func writer(dir string, replace bool) int {
 	s, err := store.OpenBolt(dir, store.BoltOptions{})
 	if err != nil {

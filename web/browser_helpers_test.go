@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,21 +23,42 @@ import (
 
 	"github.com/reghost/reghost/internal/app"
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/store/redistest"
 )
 
 // chromium is Debian's browser; scripts/test installs it when missing.
 const chromium = "/usr/bin/chromium"
 
-// sharedStore is the store: line of both replicas' configs. Empty is the
-// embedded store, which one process holds alone: then there is one
-// replica, and the steps that check "the other replica" check the same
-// one. Once the Redis store exists, this becomes a redis:// URL (a
-// database of the test Redis) and they run against a second replica.
-const sharedStore = ""
+// registries are the test's registries: httptest servers answering the
+// API root, so that health checks probe real servers; failing makes one
+// answer 500.
+type registries struct {
+	urls    map[string]string
+	failing map[string]*atomic.Bool
+}
 
-// replicas starts reghost; other is a second replica sharing first's
-// store, or first itself while stores cannot be shared (see sharedStore).
-func replicas(t *testing.T) (first, other *app.App, token string) {
+func startRegistries(t *testing.T, names ...string) *registries {
+	t.Helper()
+	r := &registries{urls: map[string]string{}, failing: map[string]*atomic.Bool{}}
+	for _, name := range names {
+		failing := new(atomic.Bool)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if failing.Load() {
+				http.Error(w, "failing on purpose", http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+			w.WriteHeader(http.StatusOK)
+		}))
+		t.Cleanup(srv.Close)
+		r.urls[name], r.failing[name] = srv.URL, failing
+	}
+	return r
+}
+
+// replicas starts two reghost replicas sharing a Redis (a redis-server
+// of the test's own), with the registries regs.
+func replicas(t *testing.T, regs *registries) (first, other *app.App, token string) {
 	t.Helper()
 	dir := t.TempDir()
 	token = "e2e-admin-token-0123456789abcdef"
@@ -50,16 +73,11 @@ func replicas(t *testing.T) (first, other *app.App, token string) {
 		}
 		return a
 	}
-	n := 1
-	if sharedStore != "" {
-		n = 2
-	}
+	rs := redistest.Start(t)
+	const n = 2
 	var apps []*app.App
 	for i := range n {
-		storeLine := ""
-		if sharedStore != "" {
-			storeLine = fmt.Sprintf("store: %q\n", sharedStore)
-		}
+		storeLine := fmt.Sprintf("store: %q\n", rs.URL())
 		yaml := fmt.Sprintf(`
 listen: "127.0.0.1:0"
 admin_listen: "127.0.0.1:0"
@@ -68,15 +86,16 @@ admin: {token_file: %q}
 %sgeoip: {asn: %q, country: %q}
 cloud_ranges: {aws: %q}
 registries:
-  - {name: k8s, url: "https://k8s.example/images", default: true}
-  - {name: hub, url: "https://hub.example"}
-  - {name: mirror, url: "https://mirror.example"}
+  - {name: k8s, url: "%s/images", default: true}
+  - {name: hub, url: %q}
+  - {name: mirror, url: %q}
 rules:
   - {match: {cidr: 10.0.0.0/8}, registries: [mirror, hub]}
   - {match: {continent: EU}, registries: [hub]}
+health_defaults: {interval: 200ms, fast_interval: 100ms, timeout: 150ms, rise: 1, fall: 2}
 `, filepath.Join(dir, fmt.Sprint("data", i)), tokenFile, storeLine,
 			abs("testdata/maxmind/GeoLite2-ASN-Test.mmdb"), abs("testdata/maxmind/GeoLite2-Country-Test.mmdb"),
-			abs("testdata/cloud/aws-ip-ranges.json"))
+			abs("testdata/cloud/aws-ip-ranges.json"), regs.urls["k8s"], regs.urls["hub"], regs.urls["mirror"])
 		cfg, err := config.Parse([]byte(yaml), filepath.Join(dir, "reghost.yaml"))
 		if err != nil {
 			t.Fatalf("config: %v\n%s", err, yaml)
@@ -99,7 +118,7 @@ rules:
 		})
 		apps = append(apps, a)
 	}
-	return apps[0], apps[len(apps)-1], token
+	return apps[0], apps[1], token
 }
 
 // browser is one headless Chromium tab, with what the page reports

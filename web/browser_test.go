@@ -12,15 +12,18 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/reghost/reghost/internal/app"
 )
 
-// TestBrowser drives the admin page in headless Chromium against a real
-// server: sign-in, overrides with their preview, explain, drains,
-// cross-origin refusal, the keyboard alone, and on every page no console
-// error, no CSP violation and no serious WCAG A/AA issue.
+// TestBrowser drives the admin page in headless Chromium against two real
+// servers sharing a Redis: sign-in, overrides with their preview,
+// explain, health and drains, cross-origin refusal, the keyboard alone,
+// and on every page no console error, no CSP violation and no serious
+// WCAG A/AA issue.
 func TestBrowser(t *testing.T) {
 	start := time.Now()
-	first, other, token := replicas(t)
+	regs := startRegistries(t, "k8s", "hub", "mirror")
+	first, other, token := replicas(t, regs)
 	b := newBrowser(t)
 	admin := "http://" + first.AdminAddr()
 	otherAdmin := "http://" + other.AdminAddr()
@@ -268,6 +271,35 @@ func TestBrowser(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("%s with the session cookie and no bearer token: %d, want 401", path, resp.StatusCode)
+			}
+		}
+	})
+
+	t.Run("a registry shown down when it fails", func(t *testing.T) {
+		b.t = t
+		regs.failing["mirror"].Store(true)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b.load(chromedp.Navigate(admin + "/admin/registries"))
+			if s := b.text("#registry-mirror .state"); s == "down" {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("mirror failing: shown %q, want down", s)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.check("registries-down")
+		// The other replica probes it too, and sends its clients on.
+		if d := decide(t, other, "10.9.8.7"); d.Registry != "hub" {
+			t.Errorf("mirror down: 10.9.8.7 goes to %+v, want hub", d)
+		}
+		regs.failing["mirror"].Store(false)
+		for _, r := range []*app.App{first, other} {
+			for deadline := time.Now().Add(10 * time.Second); decide(t, r, "10.9.8.7").Registry != "mirror"; {
+				if time.Now().After(deadline) {
+					t.Fatal("mirror did not come back")
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 	})

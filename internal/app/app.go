@@ -7,17 +7,21 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"strings"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/reghost/reghost/internal/cloud"
 	"github.com/reghost/reghost/internal/config"
 	"github.com/reghost/reghost/internal/geo"
@@ -50,6 +54,11 @@ type Options struct {
 	// StoreCheckInterval is how often the embedded store checks its file
 	// is still there; 10s.
 	StoreCheckInterval time.Duration
+	// HealthRootCAs verify registries' certificates in health checks; nil:
+	// the system's. HealthProxy is their proxy; nil: from the
+	// environment (HTTPS_PROXY and friends).
+	HealthRootCAs *x509.CertPool
+	HealthProxy   func(*http.Request) (*url.URL, error)
 }
 
 // App is a configured reghost server.
@@ -63,8 +72,9 @@ type App struct {
 	cloud     *cloud.Set
 	store     store.Store
 	overrides *overrides.Service
+	prober    *prober
 	regions   *regionWarner
-	token     string
+	tokens    map[string]string // admin tokens by name
 	traffic   *traffic.Recorder
 
 	public, admin               *http.Server
@@ -109,6 +119,10 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	a.traffic = traffic.New(traffic.Config{Registries: registryNames(cfg)})
+	a.prober = &prober{a: a}
+	if a.prober.checker, err = a.prober.newChecker(cfg); err != nil {
+		return nil, fmt.Errorf("health: %w", err)
+	}
 	a.cloud, err = cloud.Open(cloud.Config{Files: cfg.CloudRanges, Poll: opts.CloudPollInterval, Logger: a.log,
 		OnChange: func(t *cloud.Table) {
 			a.engine.SetSources(func(src *policy.Sources) {
@@ -127,17 +141,24 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.metrics.WatchDataSets(a.dataSetTimes)
-	if a.store, err = openStore(cfg, opts, a.log); err != nil {
+	if a.store, err = openStore(cfg, opts, a.log, a.metrics.Registry()); err != nil {
 		return nil, err
 	}
+	var seen func(store.Version)
+	if r, ok := a.store.(*store.Redis); ok {
+		seen = r.Saw
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
 	if a.overrides, err = overrides.New(context.Background(), overrides.Config{Store: a.store, Engine: a.engine,
-		Logger: a.log, Written: a.regions.override}); err != nil {
+		Logger: a.log, Written: a.regions.override, Snapshot: snapshotFile(cfg), Seen: seen}); err != nil {
 		return nil, err
 	}
 	for _, o := range a.overrides.Applied() {
 		a.regions.override(o)
 	}
-	if a.token, err = adminToken(cfg, opts.Getenv, a.log); err != nil {
+	if a.tokens, err = adminTokens(cfg, opts.Getenv, a.log); err != nil {
 		return nil, err
 	}
 	if err := a.newServers(); err != nil {
@@ -152,7 +173,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 // read, a connection left idle. Their handlers are swapped whole when a
 // config is reloaded.
 func (a *App) newServers() error {
-	pub, adm, err := a.handlers(a.cfg, a.token)
+	pub, adm, err := a.handlers(a.cfg, a.tokens)
 	if err != nil {
 		return err
 	}
@@ -184,7 +205,7 @@ func (a *App) newServers() error {
 }
 
 // handlers builds both listeners' handlers from cfg.
-func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler, err error) {
+func (a *App) handlers(cfg *config.Config, tokens map[string]string) (pub, adm http.Handler, err error) {
 	pub, err = httpapi.NewPublic(httpapi.PublicConfig{
 		Engine:         a.engine,
 		ClientIP:       httpapi.ClientIPConfig{Header: cfg.ClientIP.Header, TrustedProxies: cfg.ClientIP.TrustedProxies, XFFTrustedHops: cfg.ClientIP.XFFTrustedHops},
@@ -198,15 +219,16 @@ func (a *App) handlers(cfg *config.Config, token string) (pub, adm http.Handler,
 	if err != nil {
 		return nil, nil, err
 	}
-	page, err := a.newWeb(token)
+	page, err := a.newWeb(tokens)
 	if err != nil {
 		return nil, nil, err
 	}
 	adm, err = httpapi.NewAdmin(httpapi.AdminConfig{
 		Engine:    a.engine,
 		Overrides: a.overrides,
-		Tokens:    map[string]string{"admin": token},
+		Tokens:    tokens,
 		DataSets:  a.dataSets,
+		Health:    a.prober.registry,
 		Logger:    a.log,
 		Metrics:   a.metrics,
 		AccessLog: a.opts.AccessLog,
@@ -224,7 +246,7 @@ func current(h *atomic.Pointer[http.Handler]) http.Handler {
 }
 
 // newWeb builds the admin page, or nil when the store keeps no sessions.
-func (a *App) newWeb(token string) (http.Handler, error) {
+func (a *App) newWeb(tokens map[string]string) (http.Handler, error) {
 	sessions, ok := a.store.(web.Sessions)
 	if !ok {
 		a.log.Warn("the admin page is off: this store keeps no sign-in sessions")
@@ -234,8 +256,9 @@ func (a *App) newWeb(token string) (http.Handler, error) {
 		Overrides: a.overrides,
 		Engine:    a.engine,
 		Sessions:  sessions,
-		Tokens:    map[string]string{"admin": token},
+		Tokens:    tokens,
 		DataSets:  func() web.DataSets { return web.DataSets{GeoIP: a.geo.DataSets(), Cloud: a.cloud.DataSets()} },
+		Health:    a.prober.registryHealth,
 		Traffic:   a.traffic,
 		Logger:    a.log,
 	})
@@ -249,13 +272,49 @@ func registryNames(cfg *config.Config) []string {
 	return names
 }
 
-func openStore(cfg *config.Config, opts Options, log *slog.Logger) (store.Store, error) {
-	if cfg.Store != "" {
-		// Not the URL itself: it may hold a password.
-		scheme, _, _ := strings.Cut(cfg.Store, "://")
-		return nil, fmt.Errorf("store: %s stores are not built in yet; only the embedded store (store: \"\") is", scheme)
+func openStore(cfg *config.Config, opts Options, log *slog.Logger, reg prometheus.Registerer) (store.Store, error) {
+	if cfg.Store == "" {
+		b, err := store.OpenBolt(cfg.DataDir, store.BoltOptions{Logger: log, CheckInterval: opts.StoreCheckInterval})
+		if err != nil {
+			return nil, err // it says "store: …"; and no typed nil in the interface
+		}
+		return b, nil
 	}
-	return store.OpenBolt(cfg.DataDir, store.BoltOptions{Logger: log, CheckInterval: opts.StoreCheckInterval}) // its errors say "store: …"
+	redis.SetLogger(store.RedisLogger(log))
+	r := cfg.Redis
+	wait := r.WaitReplicas
+	if wait == 0 {
+		wait = store.WaitAuto
+	} else if wait < 0 {
+		wait = store.WaitNone
+	}
+	rs, err := store.OpenRedis(context.Background(), store.RedisOptions{
+		URL:                  cfg.Store,
+		Prefix:               r.Prefix,
+		PasswordFile:         r.PasswordFile,
+		SentinelPasswordFile: r.SentinelPasswordFile,
+		TLS:                  store.RedisTLS{CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
+		ClientName:           r.ClientName,
+		DialTimeout:          r.Timeout,
+		ReadTimeout:          r.Timeout,
+		WriteTimeout:         r.Timeout,
+		WaitReplicas:         wait,
+		Logger:               log,
+		Registerer:           reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// snapshotFile keeps, with a shared store, the set last applied (see
+// overrides.Config.Snapshot); the embedded store is on local disk itself.
+func snapshotFile(cfg *config.Config) string {
+	if cfg.Store == "" {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "store-snapshot.json")
 }
 
 // dataSetTimes is what the data set gauges report: every loaded GeoIP
@@ -297,7 +356,7 @@ func (a *App) AdminAddr() string  { return a.adminLn.Addr().String() }
 func (a *App) AdminToken() string {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	return a.token
+	return a.tokens["admin"]
 }
 
 // Serve serves until ctx is done, then stops taking connections, lets
@@ -331,6 +390,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.cloud.Run(ctx) })
+	wg.Go(func() { a.prober.run(ctx) })
 	wg.Go(func() { a.overrides.Run(ctx) })
 	wg.Go(func() { a.traffic.Run(ctx) })
 	a.log.Info("reghost serving", "listen", a.PublicAddr(), "admin_listen", a.AdminAddr(),

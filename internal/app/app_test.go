@@ -139,7 +139,7 @@ func TestNewErrors(t *testing.T) {
 	}{
 		{"corrupt mmdb", "geoip: {asn: " + bad + "}", "bad.mmdb"},
 		{"bad cloud file", "cloud_ranges: {aws: " + badJSON + "}", `aws: prefixes[0].ip_prefix`},
-		{"redis not built in", `store: "redis://127.0.0.1:6379/0"`, "only the embedded store"},
+		{"redis password file missing", "store: \"redis://127.0.0.1:1/0\"\nredis: {password_file: " + filepath.Join(dir, "nope") + "}", "nope"},
 		{"short token file", "admin: {token_file: " + shortToken + "}", "token shorter than 16 characters"},
 	}
 	for _, tt := range tests {

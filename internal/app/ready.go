@@ -14,12 +14,21 @@ import (
 // is not serving as configured; the answer stays 200 because decisions
 // still work, through the fallback if need be.
 type Readiness struct {
-	Status   string          `json:"status"`
-	Config   bool            `json:"config"`
-	Store    string          `json:"store"`
-	GeoIP    map[string]bool `json:"geoip"`
-	Cloud    map[string]bool `json:"cloud"`
-	Problems []string        `json:"problems,omitempty"`
+	Status string          `json:"status"`
+	Config bool            `json:"config"`
+	Store  string          `json:"store"`
+	GeoIP  map[string]bool `json:"geoip"`
+	Cloud  map[string]bool `json:"cloud"`
+	// Registries: how many of those health checks probe are up, and
+	// whether health is ignored (panic).
+	Registries registriesReady `json:"registries"`
+	Problems   []string        `json:"problems,omitempty"`
+}
+
+type registriesReady struct {
+	Up     int  `json:"up"`
+	Probed int  `json:"probed"`
+	Panic  bool `json:"panic"`
 }
 
 func (a *App) readiness() Readiness {
@@ -31,6 +40,11 @@ func (a *App) readiness() Readiness {
 	if err := a.overrides.StoreError(); err != nil {
 		r.Store = "failing"
 		problem("store: %v", err)
+	}
+	hs := a.prober.status()
+	r.Registries = registriesReady{Up: hs.Up, Probed: hs.Probed, Panic: hs.Panic}
+	if hs.Panic {
+		problem("health: only %d of %d probed registries are up: most likely reghost's own trouble (egress, DNS, proxy, CA bundle); health is ignored for routing", hs.Up, hs.Probed)
 	}
 	for _, d := range a.geo.DataSets() {
 		r.GeoIP[d.Kind] = d.Loaded

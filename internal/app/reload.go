@@ -8,10 +8,11 @@ import (
 	"strings"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/health"
 )
 
 // Reload applies a new config to the running server, as SIGHUP asks:
-// registries, rules, client_ip, redirect_status and the admin token take
+// registries, rules, client_ip, redirect_status and the admin tokens take
 // effect at once, and every GeoIP and cloud ranges file is read again.
 // What cannot change while serving (listen addresses, data_dir, the
 // store, which data files are used) is logged as needing a restart and
@@ -39,13 +40,19 @@ func (a *App) Reload(cfg *config.Config) error {
 	keep("geoip", old.GeoIP, next.GeoIP, func() { next.GeoIP = old.GeoIP })
 	keep("cloud_ranges", old.CloudRanges, next.CloudRanges, func() { next.CloudRanges = maps.Clone(old.CloudRanges) })
 
-	token, err := adminToken(&next, a.opts.Getenv, a.log)
+	tokens, err := adminTokens(&next, a.opts.Getenv, a.log)
 	if err != nil {
 		return fmt.Errorf("config not reloaded: %w", err)
 	}
-	pub, adm, err := a.handlers(&next, token)
+	pub, adm, err := a.handlers(&next, tokens)
 	if err != nil {
 		return fmt.Errorf("config not reloaded: %w", err)
+	}
+	var checker *health.Checker
+	if !reflect.DeepEqual(old.HealthTargets(), next.HealthTargets()) || old.PanicThreshold() != next.PanicThreshold() {
+		if checker, err = a.prober.newChecker(&next); err != nil {
+			return fmt.Errorf("config not reloaded: health: %w", err)
+		}
 	}
 	skipped, err := a.engine.SetConfig(next.Registries, next.Rules)
 	if err != nil {
@@ -56,7 +63,10 @@ func (a *App) Reload(cfg *config.Config) error {
 	}
 	a.publicHandler.Store(&pub)
 	a.adminHandler.Store(&adm)
-	a.cfg, a.token = &next, token
+	a.cfg, a.tokens = &next, tokens
+	if checker != nil {
+		a.prober.set(checker) // the registries changed: probe the new ones
+	}
 	for _, w := range next.Warnings() {
 		a.log.Warn("config: " + w)
 	}

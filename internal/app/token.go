@@ -14,6 +14,33 @@ import (
 	"github.com/reghost/reghost/internal/config"
 )
 
+// adminTokens are the admin tokens by name: "admin" (see adminToken),
+// and each of admin.tokens, read from its file.
+func adminTokens(cfg *config.Config, getenv func(string) string, log *slog.Logger) (map[string]string, error) {
+	admin, err := adminToken(cfg, getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	tokens := map[string]string{"admin": admin}
+	seen := map[string]string{admin: "admin"}
+	for i, nt := range cfg.Admin.Tokens {
+		b, err := os.ReadFile(nt.File)
+		if err != nil {
+			return nil, fmt.Errorf("admin.tokens[%d] (%s): %w", i, nt.Name, err)
+		}
+		t := strings.TrimSpace(string(b))
+		if err := checkToken(t); err != nil {
+			return nil, fmt.Errorf("admin.tokens[%d] (%s): %s: %w", i, nt.Name, nt.File, err)
+		}
+		if other, dup := seen[t]; dup {
+			return nil, fmt.Errorf("admin.tokens[%d] (%s): the same token as %s's; each name needs a token of its own", i, nt.Name, other)
+		}
+		seen[t] = nt.Name
+		tokens[nt.Name] = t
+	}
+	return tokens, nil
+}
+
 // adminToken is, in order: the token file, REGHOST_ADMIN_TOKEN, the
 // token generated on an earlier start, or one generated now and written
 // to data_dir/admin-token (mode 0600). Its path is logged, never the

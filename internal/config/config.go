@@ -19,7 +19,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"time"
 
+	"github.com/reghost/reghost/internal/health"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -62,21 +65,72 @@ type Config struct {
 	// matches no address.
 	CloudRanges map[string]string `yaml:"cloud_ranges"`
 	// Store is "" for the embedded single-node store, or a redis:// or
-	// rediss:// URL.
+	// rediss:// URL (standalone, Sentinel or Cluster: see the README).
 	Store string `yaml:"store"`
+	// Redis tunes the Redis store.
+	Redis Redis `yaml:"redis"`
 	// Registries are the only possible redirect targets; exactly one is
 	// the default. URLs have no trailing slash.
 	Registries []rules.Registry `yaml:"registries"`
 	// Rules are the static rules, in file order.
 	Rules []rules.Rule `yaml:"rules"`
+	// HealthDefaults are the probe settings of every registry that its
+	// own health block does not set.
+	HealthDefaults rules.Probe `yaml:"health_defaults"`
+	// HealthPanicThreshold: when fewer than this share of the probed
+	// registries are up, health is ignored for routing, the trouble
+	// being most likely reghost's own (default 0.5; 0 never ignores it).
+	HealthPanicThreshold float64 `yaml:"health_panic_threshold"`
 }
 
 // Admin configures the admin listener.
 type Admin struct {
-	// TokenFile holds the admin API token. When empty (the default) the
-	// server takes the token from the REGHOST_ADMIN_TOKEN environment
-	// variable, or generates one into data_dir/admin-token and logs where.
+	// TokenFile holds the admin API token, named "admin". When empty
+	// (the default) the server takes the token from the
+	// REGHOST_ADMIN_TOKEN environment variable, or generates one into
+	// data_dir/admin-token and logs where.
 	TokenFile string `yaml:"token_file"`
+	// Tokens are more tokens, each with a name, which the audit trail
+	// records as who made a change.
+	Tokens []NamedToken `yaml:"tokens"`
+}
+
+// NamedToken is an admin token kept in a file, and the name it goes by.
+type NamedToken struct {
+	Name string `yaml:"name"`
+	File string `yaml:"file"`
+}
+
+// Redis tunes the Redis store (store: redis://...).
+type Redis struct {
+	// Prefix names every key, {prefix}:..., so that deployments can share
+	// a Redis (default "reghost").
+	Prefix string `yaml:"prefix"`
+	// PasswordFile holds the data nodes' password, read at every new
+	// connection; SentinelPasswordFile the Sentinels'. Not logged.
+	PasswordFile         string `yaml:"password_file"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file"`
+	// TLS applies with a rediss:// URL.
+	TLS RedisTLS `yaml:"tls"`
+	// ClientName is set on every connection; default reghost-<hostname>.
+	ClientName string `yaml:"client_name"`
+	// WaitReplicas: how many replicas must have a write before it is
+	// answered; 0 (default) waits for one when the primary has any, -1
+	// never waits.
+	WaitReplicas int `yaml:"wait_replicas"`
+	// Timeout bounds dialling, reading and writing (default 500ms): a
+	// Redis that is down is known within it. Raise it for a slow link
+	// or very large sets (a whole set is read within it).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// RedisTLS is the Redis store's TLS: a CA for the server's certificate,
+// a client certificate, and the name to verify.
+type RedisTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
 }
 
 // ClientIP says when a header may name the client instead of the peer.
@@ -108,10 +162,12 @@ type GeoIP struct {
 // zero, and then fails validation rather than being silently replaced.
 func defaults() *Config {
 	return &Config{
-		Listen:         ":8080",
-		AdminListen:    "127.0.0.1:9090",
-		RedirectStatus: 307,
-		DataDir:        "data",
+		Listen:               ":8080",
+		AdminListen:          "127.0.0.1:9090",
+		RedirectStatus:       307,
+		DataDir:              "data",
+		HealthPanicThreshold: health.DefaultPanicThreshold,
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
 		ClientIP: ClientIP{
 			Header: HeaderXRealIP,
 			TrustedProxies: []netip.Prefix{
@@ -185,6 +241,14 @@ func (c *Config) resolve(dir string) {
 	}
 	abs(&c.DataDir)
 	abs(&c.Admin.TokenFile)
+	for i := range c.Admin.Tokens {
+		abs(&c.Admin.Tokens[i].File)
+	}
+	abs(&c.Redis.PasswordFile)
+	abs(&c.Redis.SentinelPasswordFile)
+	abs(&c.Redis.TLS.CAFile)
+	abs(&c.Redis.TLS.CertFile)
+	abs(&c.Redis.TLS.KeyFile)
 	abs(&c.GeoIP.ASN)
 	abs(&c.GeoIP.Country)
 	for k, v := range c.CloudRanges {
@@ -224,10 +288,51 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("admin_listen %q is on every interface: the admin API and /metrics are open to the network, with only the token between; bind it to 127.0.0.1 or a private address", c.AdminListen))
 		}
 	}
+	if c.Store == "" && !reflect.DeepEqual(c.Redis, defaults().Redis) {
+		out = append(out, "redis is set, but store is the embedded one: the redis settings do nothing")
+	}
 	for _, p := range c.ClientIP.TrustedProxies {
 		if p.Bits() == 0 {
 			out = append(out, fmt.Sprintf("client_ip.trusted_proxies holds %s: every peer is trusted to name the client address, so anyone can choose their registry; list your proxies' addresses", p))
 		}
 	}
 	return out
+}
+
+// HealthTargets are the registries as the health checker probes them:
+// each registry's health block over health_defaults over the built-in
+// defaults. A registry's enabled, when written, beats health_defaults'.
+func (c *Config) HealthTargets() []health.Target {
+	defaults := probeSettings(c.HealthDefaults).WithDefaults(health.DefaultSettings())
+	out := make([]health.Target, len(c.Registries))
+	for i, r := range c.Registries {
+		s := probeSettings(r.Health).WithDefaults(defaults)
+		s.Disabled = !enabled(r.Health.Enabled, c.HealthDefaults.Enabled)
+		out[i] = health.Target{Name: r.Name, URL: r.URL, Settings: s}
+	}
+	return out
+}
+
+// PanicThreshold is health_panic_threshold as the health checker takes
+// it.
+func (c *Config) PanicThreshold() float64 {
+	if c.HealthPanicThreshold == 0 {
+		return health.PanicOff
+	}
+	return c.HealthPanicThreshold
+}
+
+func probeSettings(p rules.Probe) health.Settings {
+	return health.Settings{Path: p.Path, Expect: p.Expect, Interval: p.Interval, FastInterval: p.FastInterval,
+		Timeout: p.Timeout, Rise: p.Rise, Fall: p.Fall}
+}
+
+// enabled is the first of the layers that says, or true.
+func enabled(layers ...*bool) bool {
+	for _, e := range layers {
+		if e != nil {
+			return *e
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -99,6 +100,8 @@ func briefWant() *Config {
 			{Match: rules.Match{Country: "SE"}, Registries: []string{"hub"}},
 			{Match: rules.Match{Continent: "EU"}, Registries: []string{"k8s"}},
 		},
+		HealthPanicThreshold: 0.5,
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
 	}
 }
 
@@ -134,6 +137,12 @@ func TestExample(t *testing.T) {
 	}
 	want := briefWant()
 	want.ClientIP.TrustedProxies = prefixes("127.0.0.0/8", "::1/128")
+	want.Registries[1].Health = rules.Probe{Path: "/v2/", Expect: []int{200, 403, 404}}
+	on := true
+	want.HealthDefaults = rules.Probe{Enabled: &on, Path: "/v2/", Expect: []int{200, 401}, Interval: 10 * time.Second,
+		FastInterval: time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+	want.HealthPanicThreshold = 0.5
+	want.Admin.Tokens = []NamedToken{}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(Example()):\n got %+v\nwant %+v", c, want)
 	}
@@ -148,7 +157,15 @@ func TestExampleShowsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := doc.Content[0]
-	var missing []string
+	// A key counts as shown if it is shown wherever its type is: a
+	// registry's health block has the keys health_defaults shows.
+	type key struct {
+		t    reflect.Type
+		name string
+	}
+	shown := map[key]bool{}
+	var unseen []key
+	var paths []string
 	var walk func(ns []*yaml.Node, t reflect.Type, path string)
 	walk = func(ns []*yaml.Node, t reflect.Type, path string) {
 		switch t.Kind() {
@@ -165,9 +182,11 @@ func TestExampleShowsEveryKey(t *testing.T) {
 					}
 				}
 				if len(vs) == 0 {
-					missing = append(missing, join(path, name))
+					unseen = append(unseen, key{t, name})
+					paths = append(paths, join(path, name))
 					continue
 				}
+				shown[key{t, name}] = true
 				fields, _ := yamlFields(t)
 				walk(vs, fields[name], join(path, name))
 			}
@@ -176,10 +195,19 @@ func TestExampleShowsEveryKey(t *testing.T) {
 			for _, n := range ns {
 				items = append(items, n.Content...)
 			}
+			if len(items) == 0 {
+				return // an empty list, its items' keys in a comment (admin.tokens)
+			}
 			walk(items, t.Elem(), path+"[]")
 		}
 	}
 	walk([]*yaml.Node{root}, configType, "")
+	var missing []string
+	for i, k := range unseen {
+		if !shown[k] {
+			missing = append(missing, paths[i])
+		}
+	}
 	if len(missing) > 0 {
 		t.Errorf("example.yaml does not show %s", strings.Join(missing, ", "))
 	}
@@ -218,7 +246,9 @@ func TestDefaults(t *testing.T) {
 			TrustedProxies: prefixes("127.0.0.0/8", "::1/128"),
 			XFFTrustedHops: 1,
 		},
-		Registries: []rules.Registry{{Name: "only", URL: "https://registry.example", Default: true}},
+		Registries:           []rules.Registry{{Name: "only", URL: "https://registry.example", Default: true}},
+		HealthPanicThreshold: 0.5,
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(minimal):\n got %+v\nwant %+v", c, want)
@@ -288,11 +318,17 @@ func TestParseErrors(t *testing.T) {
 	}{
 
 		// Keys and shapes.
-		{"unknown key", "listne: ':8080'\n", `c.yaml:1: listne: unknown key; known keys here: listen, admin_listen, redirect_status, data_dir, admin, client_ip, geoip, cloud_ranges, store, registries, rules`},
+		{"unknown key", "listne: ':8080'\n", `c.yaml:1: listne: unknown key; known keys here: listen, admin_listen, redirect_status, data_dir, admin, client_ip, geoip, cloud_ranges, store, redis, registries, rules, health_defaults, health_panic_threshold`},
+		{"duration without a unit", "health_defaults: {interval: 10}\n", `c.yaml:1: health_defaults.interval: "10": write a duration with its unit, such as 10s or 200ms`},
+		{"interval below the floor", "health_defaults: {interval: 10ms, fast_interval: 10ms, timeout: 10ms}\n", "c.yaml:1: health_defaults.interval: must be at least 100ms (every replica probes every registry), got 10ms\nc.yaml:1: health_defaults.fast_interval: must be at least 100ms, got 10ms"},
+		{"bad expect", "registries:\n  - {name: a, url: 'https://a.example', default: true, health: {expect: [99]}}\n", "c.yaml:2: registries[0].health.expect: 99 is not an HTTP status code (100-599)"},
+		{"fall of 0", "registries:\n  - {name: a, url: 'https://a.example', default: true, health: {fall: -1}}\n", "c.yaml:2: registries[0].health.fall: must be at least 1, got -1"},
+		{"unknown probe key", "health_defaults: {intervall: 5s}\n", "c.yaml:1: health_defaults.intervall: unknown key; known keys here: enabled, path, expect, interval, fast_interval, timeout, rise, fall"},
+		{"panic threshold", "health_panic_threshold: 1.5\n", "c.yaml:1: health_panic_threshold: 1.5 is not a share from 0 to 1 (0.5: ignore health when fewer than half the probed registries are up; 0: never)"},
 		{"unknown nested key", "client_ip:\n  header: X-Real-IP\n  heder: X-Real-IP\n", `c.yaml:3: client_ip.heder: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops`},
 		{"unknown match key", "rules:\n  - match: {contry: SE}\n    registries: [a]\n", `c.yaml:2: rules[0].match.contry: unknown key; known keys here: cidr, asn, cloud, region, country, continent`},
-		{"unknown registry key", "registries:\n  - {name: a, url: 'https://a.example', default: true, weight: 2}\n", `c.yaml:2: registries[0].weight: unknown key; known keys here: name, url, default`},
-		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
+		{"unknown registry key", "registries:\n  - {name: a, url: 'https://a.example', default: true, weight: 2}\n", `c.yaml:2: registries[0].weight: unknown key; known keys here: name, url, default, health`},
+		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file, tokens\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
 		{"key twice", "listen: ':1'\nlisten: ':2'\n", `c.yaml:2: listen: set twice; first at line 1`},
 		{"cloud_ranges key twice", "cloud_ranges:\n  aws: a\n  aws: b\n", `c.yaml:3: cloud_ranges.aws: set twice; first at line 2`},
 		{"string for list", "registries: a\n", `c.yaml:1: registries: expected a list, got "a"`},
@@ -391,8 +427,8 @@ func TestParseErrors(t *testing.T) {
 		{"hops 11", "client_ip:\n  xff_trusted_hops: 11\n", `c.yaml:2: client_ip.xff_trusted_hops: 11 is out of range; count the trusted proxies that append to X-Forwarded-For, from 1 to 10`},
 		{"cloud_ranges unknown", "cloud_ranges:\n  aws: a.json\n  ibm: b.json\n", `c.yaml:3: cloud_ranges.ibm: unknown cloud; known: aws, gcp, azure, oracle, digitalocean`},
 		{"cloud_ranges empty path", "cloud_ranges:\n  gcp: ''\n", `c.yaml:2: cloud_ranges.gcp: empty path; remove the key to go without gcp ranges`},
-		{"store scheme", "store: https://redis.example\n", `c.yaml:1: store: scheme "https" is not supported; write redis://host:6379/0, rediss:// for TLS, or "" for the embedded store`},
-		{"store no scheme", "store: redis.example:6379\n", `c.yaml:1: store: scheme "redis.example" is not supported; write redis://host:6379/0, rediss:// for TLS, or "" for the embedded store`},
+		{"store scheme", "store: https://redis.example\n", `c.yaml:1: store: scheme "https" is not supported; write redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, or "" for the embedded store`},
+		{"store no scheme", "store: redis.example:6379\n", `c.yaml:1: store: scheme "redis.example" is not supported; write redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, or "" for the embedded store`},
 		{"store no host", "store: redis:///0\n", `c.yaml:1: store: no host; write redis://host:6379/0`},
 		{"store bad URL hides password", "store: 'redis://u:secret@redis.example:port/0'\n", `c.yaml:1: store: not a URL (invalid port ":port" after host)`},
 

@@ -6,11 +6,13 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/reghost/reghost/internal/health"
 	"github.com/reghost/reghost/internal/rules"
 )
 
@@ -49,8 +51,49 @@ func (c *Config) validate(p *problems) {
 	if msg := checkStore(c.Store); msg != "" {
 		p.at("store", "%s", msg)
 	}
+	c.validateAdmin(p)
+	c.validateRedis(p)
 	c.validateRegistries(p)
 	c.validateRules(p)
+	c.validateHealth(p)
+}
+
+// validateHealth checks health_defaults, and each registry's probe as
+// layered over it, naming the key the problem comes from.
+func (c *Config) validateHealth(p *problems) {
+	report := func(path string, err error) {
+		var fes []*health.FieldError
+		for _, e := range unjoin(err) {
+			if fe, ok := errors.AsType[*health.FieldError](e); ok {
+				fes = append(fes, fe)
+			}
+		}
+		for _, fe := range fes {
+			p.at(path+"."+fe.Field, "%s", fe.Problem)
+		}
+	}
+	defaults := probeSettings(c.HealthDefaults).WithDefaults(health.DefaultSettings())
+	report("health_defaults", defaults.Validate())
+	for i, t := range c.HealthTargets() {
+		if c.Registries[i].Health.Enabled == nil && reflect.ValueOf(c.Registries[i].Health).IsZero() {
+			continue // health_defaults alone, checked above
+		}
+		report(fmt.Sprintf("registries[%d].health", i), t.Settings.Validate())
+	}
+	if th := c.HealthPanicThreshold; th < 0 || th > 1 {
+		p.at("health_panic_threshold", "%v is not a share from 0 to 1 (0.5: ignore health when fewer than half the probed registries are up; 0: never)", th)
+	}
+}
+
+// unjoin returns the errors joined in err, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
 }
 
 // checkListen returns what is wrong with a listen address, or "".
@@ -91,12 +134,56 @@ func checkStore(store string) string {
 		return fmt.Sprintf("not a URL (%v)", err)
 	}
 	switch {
+	case u.Scheme == "unix":
+		if u.Path == "" {
+			return "no socket path; write unix:///path/to/redis.sock"
+		}
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		return fmt.Sprintf(`scheme %q is not supported; write redis://host:6379/0, rediss:// for TLS, or "" for the embedded store`, u.Scheme)
+		return fmt.Sprintf(`scheme %q is not supported; write redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, or "" for the embedded store`, u.Scheme)
 	case u.Host == "":
 		return "no host; write redis://host:6379/0"
 	}
 	return ""
+}
+
+var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+func (c *Config) validateAdmin(p *problems) {
+	names := map[string]int{"admin": -1}
+	for i, t := range c.Admin.Tokens {
+		path := fmt.Sprintf("admin.tokens[%d]", i)
+		switch j, dup := names[t.Name]; {
+		case !tokenNameRE.MatchString(t.Name):
+			p.at(path+".name", "%q is not a token name: 1-64 letters, digits, '.', '_', '@' or '-'", t.Name)
+		case dup && j < 0:
+			p.at(path+".name", `"admin" is the name of the token of admin.token_file or REGHOST_ADMIN_TOKEN`)
+		case dup:
+			p.at(path+".name", "%q is already the name of admin.tokens[%d]", t.Name, j)
+		default:
+			names[t.Name] = i
+		}
+		if t.File == "" {
+			p.at(path+".file", "empty; name the file that holds the token")
+		}
+	}
+}
+
+func (c *Config) validateRedis(p *problems) {
+	r := c.Redis
+	if r.Prefix == "" {
+		p.at("redis.prefix", `empty; remove the key for the default "reghost"`)
+	} else if strings.ContainsAny(r.Prefix, "{}: \t\n") {
+		p.at("redis.prefix", "%q: braces, colons and spaces are not allowed (reghost adds {prefix}: itself)", r.Prefix)
+	}
+	if r.WaitReplicas < -1 {
+		p.at("redis.wait_replicas", "%d: write -1 (never wait), 0 (wait for one when there is one), or a number of replicas", r.WaitReplicas)
+	}
+	if r.Timeout <= 0 {
+		p.at("redis.timeout", "%v: must be more than 0 (default 500ms)", r.Timeout)
+	}
+	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+		p.at("redis.tls", "cert_file and key_file go together")
+	}
 }
 
 func (ci *ClientIP) validate(p *problems) {

@@ -72,6 +72,7 @@ const (
 var (
 	configType          = reflect.TypeFor[Config]()
 	prefixType          = reflect.TypeFor[netip.Prefix]()
+	durationType        = reflect.TypeFor[time.Duration]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
@@ -185,6 +186,13 @@ func (p *problems) checkShape(n *yaml.Node, t reflect.Type, path string) {
 				p.add(n, path, "expected %s, got %s", valueWord(t), describe(n))
 				return
 			}
+		}
+		// yaml.v3 reads a bare number into a time.Duration as
+		// nanoseconds: "interval: 10" would probe ten times a
+		// microsecond.
+		if t == durationType && n.ShortTag() != "!!str" {
+			p.add(n, path, "%s: write a duration with its unit, such as 10s or 200ms", describe(n))
+			return
 		}
 		// A lone scalar decodes the same strictly or not.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {

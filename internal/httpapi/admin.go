@@ -95,6 +95,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	api.GET("/overrides", a.list)
 	api.POST("/overrides", a.create)
 	api.PUT("/overrides", a.replaceAll)
+	api.POST("/overrides/restore", a.restore)
 	api.GET("/overrides/:id", a.get)
 	api.PUT("/overrides/:id", a.put)
 	api.DELETE("/overrides/:id", a.delete)
@@ -496,6 +497,16 @@ func (a *admin) registries(c *echo.Context) error {
 		out.Registries = append(out.Registries, info)
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// restore writes the set this replica serves back to the store, whole,
+// with its drains: after the store lost its data.
+func (a *admin) restore(c *echo.Context) error {
+	v, err := a.cfg.Overrides.Restore(c.Request().Context(), who(c))
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(http.StatusOK, writeResponse{Version: v})
 }
 
 // drain and undrain take a registry out of routing and put it back, on

@@ -106,7 +106,7 @@ func NewMetrics() *Metrics {
 		Name:      "build_info",
 		Help:      "Build information; always 1.",
 	}, []string{"version", "goversion"})
-	version, goversion := buildVersion()
+	version, goversion := BuildVersion()
 	info.WithLabelValues(version, goversion).Set(1)
 	m.registry.MustRegister(m.duration, m.decisions, m.fallbacks, m.dataSets, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -208,7 +208,9 @@ func (m *Metrics) observe(listener, route string, code int, d time.Duration) {
 	}).Observe(d.Seconds())
 }
 
-func buildVersion() (version, goversion string) {
+// BuildVersion is the module version and VCS revision the server was built
+// from, and the Go version.
+func BuildVersion() (version, goversion string) {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown", "unknown"

@@ -61,6 +61,13 @@ type Config struct {
 	// service, after the write (the server warns of a cloud region no
 	// loaded ranges file publishes).
 	Written func(rules.Override)
+	// Snapshot, if set, is a file on local disk that keeps the set last
+	// applied, written at most once a second while it changes: a server
+	// that starts while the store cannot be read serves it.
+	Snapshot string
+	// Seen, if set, is told the version of the snapshot a server started
+	// from (the Redis store then knows an empty Redis lost data).
+	Seen func(store.Version)
 }
 
 // The defaults and limits of Config and of what the service accepts.
@@ -91,22 +98,31 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	reloadMu  sync.Mutex // serialises reloads, so that an older load never lands after a newer one
-	retention time.Duration
-	written   func(rules.Override)
+	reloadMu     sync.Mutex // serialises reloads, so that an older load never lands after a newer one
+	retention    time.Duration
+	written      func(rules.Override)
+	snapshotPath string
+	seen         func(store.Version)
 
 	mu      sync.Mutex // serialises applying; guards the fields below
 	drains  map[string]store.Drain
 	version store.Version // the store version applied, valid once loaded
 	loaded  bool
-	failed  error // the last store failure, until a store call succeeds
+	// fromSnapshot: what is applied came from the snapshot on disk, the
+	// store being unreadable at start.
+	fromSnapshot bool
+	failed       error // the last store failure, until a store call succeeds
 }
 
 // New returns a service that has applied the store's current state to
-// the engine. An unreadable store is an error.
+// the engine. A store that cannot be read is an error, unless it is
+// unavailable (a shared Redis that is down) and Config.Snapshot is set:
+// then the snapshot (or, without one, nothing) is applied and the
+// trouble reported until the store can be read.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{store: cfg.Store, engine: cfg.Engine, log: cfg.Logger, now: cfg.Now,
-		retention: cmp.Or(cfg.ExpiredRetention, DefaultExpiredRetention), written: cfg.Written}
+		retention: cmp.Or(cfg.ExpiredRetention, DefaultExpiredRetention), written: cfg.Written,
+		snapshotPath: cfg.Snapshot, seen: cfg.Seen}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -114,7 +130,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.now = time.Now
 	}
 	if err := s.reload(ctx); err != nil {
-		return nil, err
+		// A store that is down (a shared Redis) is not a reason not to
+		// serve: the snapshot, or the config alone, serves until it is
+		// back. A store that answers with something it cannot read is.
+		if !errors.Is(err, store.ErrUnavailable) || s.snapshotPath == "" {
+			return nil, err
+		}
+		if err := s.startFromSnapshot(err); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -352,6 +376,9 @@ func (s *Service) Run(ctx context.Context) {
 	changes := s.store.Changes(ctx)
 	cleanup := time.NewTicker(min(s.retention/10, 10*time.Minute))
 	defer cleanup.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.keepSnapshot(ctx) })
 	// A write between New's load and this subscription sent no
 	// notification here: catch up once (a no-op when nothing changed).
 	if err := s.apply(ctx, store.Change{}); err != nil && ctx.Err() == nil {
@@ -464,7 +491,10 @@ func (s *Service) reload(ctx context.Context) error {
 		s.drains[d.Registry] = d
 	}
 	s.compileDrains()
-	s.version, s.loaded = st.Version, true
+	if s.fromSnapshot {
+		s.log.Info("the store can be read again; serving what it holds", "version", st.Version.String())
+	}
+	s.version, s.loaded, s.fromSnapshot = st.Version, true, false
 	s.log.Debug("overrides reloaded", "version", st.Version.String(), "overrides", len(st.Overrides), "drains", len(st.Drains))
 	return nil
 }

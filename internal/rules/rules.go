@@ -238,4 +238,23 @@ type Registry struct {
 	Name    string `json:"name" yaml:"name"`
 	URL     string `json:"url" yaml:"url"`
 	Default bool   `json:"default,omitempty" yaml:"default,omitempty"`
+	// Health says how its health is checked, over the config's
+	// health_defaults.
+	Health Probe `json:"health,omitzero" yaml:"health,omitempty"`
+}
+
+// Probe says how a registry's health is checked: a registry's health
+// block, and the config's health_defaults under it. A field left out
+// takes the next layer's value (the registry's, then health_defaults',
+// then the built-in defaults).
+type Probe struct {
+	// Enabled false: never probed, always counted as up.
+	Enabled      *bool         `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Path         string        `json:"path,omitempty" yaml:"path,omitempty"`
+	Expect       []int         `json:"expect,omitempty" yaml:"expect,omitempty"`
+	Interval     time.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	FastInterval time.Duration `json:"fast_interval,omitempty" yaml:"fast_interval,omitempty"`
+	Timeout      time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	Rise         int           `json:"rise,omitempty" yaml:"rise,omitempty"`
+	Fall         int           `json:"fall,omitempty" yaml:"fall,omitempty"`
 }

@@ -53,7 +53,7 @@ func newApp(t *testing.T, extra string, opts Options) *App {
 	return a
 }
 
-func serve(t *testing.T, a *App) (stop func() error) {
+func serve(t testing.TB, a *App) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -73,7 +73,19 @@ registries:
 // /decide, and direct mode (the Location's host); they must agree.
 func route(t *testing.T, a *App, ip string) string {
 	t.Helper()
-	host := hostFor(t, a, ip)
+	host, direct := routes(t, a, ip)
+	if direct != host {
+		t.Fatalf("%s: GET / says %s, direct mode redirects to %s", ip, host, direct)
+	}
+	return host
+}
+
+// routes returns the host GET / and /decide name for ip, and the host
+// direct mode redirects it to. They are two requests, so while health
+// changes they may differ.
+func routes(t *testing.T, a *App, ip string) (host, direct string) {
+	t.Helper()
+	host = hostFor(t, a, ip)
 	req, _ := http.NewRequest("GET", "http://"+a.PublicAddr()+"/v2/pause/manifests/3.9", nil)
 	req.Header.Set("X-Real-IP", ip)
 	resp, err := noFollow.Do(req)
@@ -82,10 +94,10 @@ func route(t *testing.T, a *App, ip string) string {
 	}
 	resp.Body.Close()
 	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Host != host {
-		t.Fatalf("%s: GET / says %s, direct mode redirects to %q", ip, host, resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatalf("%s: direct mode redirects to %q: %v", ip, resp.Header.Get("Location"), err)
 	}
-	return host
+	return host, loc.Host
 }
 
 var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -95,9 +107,13 @@ func waitRoute(t *testing.T, a *App, what, ip string, want *fakeRegistry, limit 
 	t.Helper()
 	host := strings.TrimPrefix(want.URL, "http://")
 	start := time.Now()
-	for route(t, a, ip) != host {
+	for {
+		got, direct := routes(t, a, ip)
+		if got == host && direct == host {
+			break
+		}
 		if time.Since(start) > limit {
-			t.Fatalf("%s: %s still goes to %s after %v, want %s", what, ip, route(t, a, ip), limit, host)
+			t.Fatalf("%s: %s still goes to %s (direct mode %s) after %v, want %s", what, ip, got, direct, limit, host)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

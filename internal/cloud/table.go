@@ -17,8 +17,8 @@ type Table struct {
 	// v4 and v6 map each IPv4 and IPv6 prefix, respectively, to its
 	// index in ranges: a flat range table and a prefix table. A small
 	// value keeps both small; the Range is read only on a hit.
-	v4     *iprange.Table
-	v6     *bart.Table[uint32]
+	v4      *iprange.Table
+	v6      *bart.Table[uint32]
 	ranges  []Range
 	counts  map[string]int
 	regions map[[2]string]bool // (provider, region) pairs published

@@ -62,7 +62,8 @@ type Config struct {
 	// loaded ranges file publishes).
 	Written func(rules.Override)
 	// Snapshot, if set, is a file on local disk that keeps the set last
-	// applied, written at most once a second while it changes: a server
+	// applied, written at most once a second while it changes (less
+	// often for a large set; see keepSnapshot): a server
 	// that starts while the store cannot be read serves it.
 	Snapshot string
 	// Seen, if set, is told the version of the snapshot a server started
@@ -385,13 +386,27 @@ func (s *Service) Run(ctx context.Context) {
 		s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 	}
 	s.RemoveExpired(ctx)
+	batch := make([]store.Change, 0, 256)
 	for {
 		select {
 		case c, ok := <-changes:
 			if !ok {
 				return
 			}
-			if err := s.apply(ctx, c); err != nil && ctx.Err() == nil {
+			// Whatever else has arrived is applied with c: while a
+			// change compiles, more queue, and are compiled once.
+			batch := append(batch[:0], c)
+			for more := true; more && len(batch) < cap(batch); {
+				select {
+				case c, ok := <-changes:
+					if more = ok; ok {
+						batch = append(batch, c)
+					}
+				default:
+					more = false
+				}
+			}
+			if err := s.applyAll(ctx, batch); err != nil && ctx.Err() == nil {
 				s.log.Warn("overrides not reloaded; the last snapshot keeps serving", "err", err)
 			}
 		case <-cleanup.C:
@@ -428,37 +443,67 @@ func (s *Service) RemoveExpired(ctx context.Context) {
 // already has is skipped. The zero Change checks the store's version and
 // reloads if it differs.
 func (s *Service) apply(ctx context.Context, c store.Change) error {
-	s.mu.Lock()
-	switch {
-	case c.Version == (store.Version{}):
-		s.mu.Unlock()
+	if c.Version == (store.Version{}) {
 		v, err := s.store.Version(ctx)
 		if err != nil || v == s.Version() {
 			return err
 		}
 		return s.reload(ctx)
-	case c.Version.Epoch == s.version.Epoch && c.Version.N <= s.version.N:
-		s.mu.Unlock() // applied already
-		return nil
-	case s.version.Next(c.Version) && !c.Whole():
-		switch {
-		case c.Override != nil:
-			s.report(s.engine.UpdateOverrides([]rules.Override{*c.Override}, nil))
-		case c.Deleted != "":
-			s.report(s.engine.UpdateOverrides(nil, []string{c.Deleted}))
-		case c.Drain != nil:
-			s.drains[c.Drain.Registry] = *c.Drain
-			s.compileDrains()
-		case c.Undrained != "":
-			delete(s.drains, c.Undrained)
-			s.compileDrains()
-		}
-		s.version = c.Version
-		s.mu.Unlock()
-		return nil
 	}
-	s.mu.Unlock()
-	return s.reload(ctx)
+	return s.applyAll(ctx, []store.Change{c})
+}
+
+// applyAll applies changes, in version order, as one change to the
+// engine: the last write to each override wins, and the set is compiled
+// once. A gap, or a change that says to reload, reloads instead.
+func (s *Service) applyAll(ctx context.Context, changes []store.Change) error {
+	s.mu.Lock()
+	v := s.version
+	ovs := map[string]*rules.Override{} // nil: deleted
+	drains := map[string]*store.Drain{} // nil: undrained
+	for _, c := range changes {
+		switch {
+		case c.Version.Epoch == v.Epoch && c.Version.N <= v.N:
+			continue // applied already
+		case !v.Next(c.Version) || c.Whole():
+			s.mu.Unlock()
+			return s.reload(ctx)
+		case c.Override != nil:
+			ovs[c.Override.ID] = c.Override
+		case c.Deleted != "":
+			ovs[c.Deleted] = nil
+		case c.Drain != nil:
+			drains[c.Drain.Registry] = c.Drain
+		case c.Undrained != "":
+			drains[c.Undrained] = nil
+		}
+		v = c.Version
+	}
+	defer s.mu.Unlock()
+	if len(ovs) > 0 {
+		var put []rules.Override
+		var deleted []string
+		for id, o := range ovs {
+			if o == nil {
+				deleted = append(deleted, id)
+			} else {
+				put = append(put, *o)
+			}
+		}
+		s.report(s.engine.UpdateOverrides(put, deleted))
+	}
+	if len(drains) > 0 {
+		for registry, d := range drains {
+			if d == nil {
+				delete(s.drains, registry)
+			} else {
+				s.drains[registry] = *d
+			}
+		}
+		s.compileDrains()
+	}
+	s.version = v
+	return nil
 }
 
 // reload reads everything from the store and applies it, unless it is
@@ -469,6 +514,7 @@ func (s *Service) apply(ctx context.Context, c store.Change) error {
 func (s *Service) reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	applied := s.Version()
 	st, err := s.store.Load(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -476,7 +522,10 @@ func (s *Service) reload(ctx context.Context) error {
 		}
 		return fmt.Errorf("store: %w", err)
 	}
-	if behind := s.behind(st.Version); behind != nil {
+	// Behind what was applied before the load began, the store went
+	// back; behind only what was applied since, the load is just older
+	// than this server's own writes made meanwhile.
+	if behind := s.behind(st.Version, applied); behind != nil {
 		return behind
 	}
 	s.stored(nil)
@@ -500,11 +549,11 @@ func (s *Service) reload(ctx context.Context) error {
 }
 
 // behind reports, and keeps for StoreError, a store whose version v is
-// behind what is applied.
-func (s *Service) behind(v store.Version) error {
+// behind the version applied when it was read.
+func (s *Service) behind(v, applied store.Version) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded || !v.Less(s.version) {
+	if !s.loaded || !v.Less(applied) {
 		return nil
 	}
 	err := fmt.Errorf("%w: the store is at version %s, behind the %s applied here; serving what was applied until the store is restored",

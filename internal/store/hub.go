@@ -20,8 +20,10 @@ type subscriber struct {
 }
 
 // subBuffer is how many changes a subscriber may fall behind before it
-// is told to reload instead.
-const subBuffer = 64
+// is told to reload instead: ten seconds of writes at 100 a second, so
+// that a reader busy compiling a large set catches up with the changes
+// rather than with a reload, which would take longer still.
+const subBuffer = 1024
 
 func (h *hub) subscribe(ctx context.Context) <-chan Change {
 	ch := make(chan Change, subBuffer)

@@ -279,17 +279,9 @@ func (s *Service) Delete(ctx context.Context, who, id string) (store.Version, er
 // that is not valid fails the whole call with a *ValidationError naming
 // it, and nothing is changed.
 func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override) (store.Version, error) {
-	seen := make(map[string]int, len(ovs))
-	for i := range ovs {
-		o, err := s.prepareFor(ovs[i], rules.Override{}, who, true)
-		if err != nil {
-			return store.Version{}, invalid(fmt.Errorf("overrides[%d] (%s): %w", i, o.ID, err))
-		}
-		if j, dup := seen[o.ID]; dup {
-			return store.Version{}, invalid(fmt.Errorf("overrides[%d]: id %q is also overrides[%d]'s", i, o.ID, j))
-		}
-		seen[o.ID] = i
-		ovs[i] = o
+	ovs, err := s.PrepareReplace(who, ovs)
+	if err != nil {
+		return store.Version{}, err
 	}
 	v, err := s.store.Replace(ctx, who, ovs)
 	s.stored(err)
@@ -298,6 +290,27 @@ func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override)
 	}
 	s.applyWrite(ctx, store.Change{Version: v})
 	return v, nil
+}
+
+// PrepareReplace returns ovs as Replace would store them (IDs made up,
+// created_at and created_by filled in), or the *ValidationError Replace
+// would fail with. It changes nothing: an import's dry run. ovs is not
+// modified.
+func (s *Service) PrepareReplace(who string, ovs []rules.Override) ([]rules.Override, error) {
+	out := make([]rules.Override, len(ovs))
+	seen := make(map[string]int, len(ovs))
+	for i := range ovs {
+		o, err := s.prepareFor(ovs[i], rules.Override{}, who, true)
+		if err != nil {
+			return nil, invalid(fmt.Errorf("overrides[%d] (%s): %w", i, o.ID, err))
+		}
+		if j, dup := seen[o.ID]; dup {
+			return nil, invalid(fmt.Errorf("overrides[%d]: id %q is also overrides[%d]'s", i, o.ID, j))
+		}
+		seen[o.ID] = i
+		out[i] = o
+	}
+	return out, nil
 }
 
 // Drain takes a registry out of routing on every replica.

@@ -402,8 +402,8 @@ func storeError(cfg *config.Config, err error, method string) error {
 	}
 	return fmt.Errorf("%w\n"+
 		"A running reghost server holds the embedded store, and bbolt lets one process have it at a time. "+
-		"Go through that server's admin API instead (admin_listen %s): %s /api/v1/overrides takes and gives the JSON this command does "+
-		"(see the README's HTTP API section), or stop the server and run this again",
+		"Go through that server's admin API instead (admin_listen %s): %s /api/v1/overrides, with the same JSON as this command "+
+		"(the README's HTTP API section); or stop the server and run this again",
 		err, cfg.AdminListen, method)
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -38,11 +39,15 @@ own code, and installs it atomically where the servers read it.
 Usage:
   loader geoip [flags]    MaxMind GeoIP databases (or a local .mmdb with --from-file)
   loader cloud [flags]    the cloud providers' published IP ranges
+  loader overrides export|import [flags]
+                          back up and restore the store's overrides (JSON; CSV to import)
   loader help [command]   this text, or a command's flags
 
-Every command takes --config FILE (the server's config: its data paths) or
---data-dir DIR (the file names of the example config). Exit status: 0 done
-or nothing new, 1 failed (the installed files are untouched), 2 bad usage.
+geoip and cloud take --config FILE (the server's config: its data paths) or
+--data-dir DIR (the file names of the example config); overrides takes
+--config FILE (its store and registries). Exit status: 0 done or nothing
+new, 1 failed (the installed files and the store are untouched), 2 bad
+usage.
 `
 
 func (c cli) run(args []string) int {
@@ -55,9 +60,11 @@ func (c cli) run(args []string) int {
 		return c.geoip(rest)
 	case "cloud":
 		return c.cloud(rest)
+	case "overrides":
+		return c.overrides(rest)
 	case "help", "-h", "-help", "--help":
-		if len(rest) == 1 && (rest[0] == "geoip" || rest[0] == "cloud") {
-			return c.run([]string{rest[0], "--help"})
+		if len(rest) >= 1 && (rest[0] == "geoip" || rest[0] == "cloud" || rest[0] == "overrides") {
+			return c.run(append(slices.Clone(rest), "--help"))
 		}
 		fmt.Fprint(c.stdout, usage)
 		return exitOK

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/reghost/reghost/internal/cloud"
 	"github.com/reghost/reghost/internal/geo"
@@ -75,18 +76,40 @@ func orNone(err string) string {
 }
 
 // dataSets is the admin API's /api/v1/datasets: every configured GeoIP
-// database and cloud ranges file, loaded or not.
+// database and cloud ranges file, loaded or not. Each one serving has
+// its age: the time since it was built, by the clock of this call (a
+// cloud ranges file's build time is its modification time, which the
+// loader sets only when it installs a changed file).
 func (a *App) dataSets() any {
-	return struct {
-		GeoIP []geo.DataSet   `json:"geoip"`
-		Cloud []cloud.DataSet `json:"cloud"`
-	}{orEmpty(a.geo.DataSets()), orEmpty(a.cloud.DataSets())}
+	type geoSet struct {
+		geo.DataSet
+		AgeSeconds *int64 `json:"age_seconds,omitempty"`
+	}
+	type cloudSet struct {
+		cloud.DataSet
+		AgeSeconds *int64 `json:"age_seconds,omitempty"`
+	}
+	now := time.Now()
+	out := struct {
+		GeoIP []geoSet   `json:"geoip"`
+		Cloud []cloudSet `json:"cloud"`
+	}{[]geoSet{}, []cloudSet{}}
+	for _, d := range a.geo.DataSets() {
+		out.GeoIP = append(out.GeoIP, geoSet{d, ageSeconds(d.Loaded, d.BuildTime, now)})
+	}
+	for _, d := range a.cloud.DataSets() {
+		out.Cloud = append(out.Cloud, cloudSet{d, ageSeconds(d.Loaded, d.ModTime, now)})
+	}
+	return out
 }
 
-// orEmpty is s, or an empty slice for nil: [] in JSON, not null.
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// ageSeconds is how long before now a serving data set was built, in
+// whole seconds (0 for a build time ahead of the clock); nil when it is
+// not serving or its build time is unknown.
+func ageSeconds(loaded bool, built, now time.Time) *int64 {
+	if !loaded || built.IsZero() {
+		return nil
 	}
-	return s
+	age := max(0, int64(now.Sub(built)/time.Second))
+	return &age
 }

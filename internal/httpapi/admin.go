@@ -193,22 +193,6 @@ func invalid(c *echo.Context, err error) error {
 	return c.JSON(http.StatusBadRequest, apiError{Error: msg, Field: field})
 }
 
-type listResponse struct {
-	Version   store.Version  `json:"version"`
-	Overrides []overrideView `json:"overrides"`
-}
-
-// overrideView is an override as the API shows it: marked once it has
-// expired (it no longer decides, and is removed after the retention).
-type overrideView struct {
-	rules.Override
-	Expired bool `json:"expired,omitempty"`
-}
-
-func viewOf(o rules.Override, now time.Time) overrideView {
-	return overrideView{Override: o, Expired: o.Expired(now)}
-}
-
 type writeResponse struct {
 	Version  store.Version   `json:"version"`
 	Override *rules.Override `json:"override,omitempty"`
@@ -219,12 +203,7 @@ func (a *admin) list(c *echo.Context) error {
 	if err != nil {
 		return fail(c, err)
 	}
-	out := listResponse{Version: v, Overrides: make([]overrideView, len(ovs))}
-	now := a.cfg.Overrides.Now()
-	for i, o := range ovs {
-		out.Overrides[i] = viewOf(o, now)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, NewOverrideSet(ovs, v, a.cfg.Overrides.Now()))
 }
 
 func (a *admin) get(c *echo.Context) error {
@@ -277,26 +256,31 @@ func parseTime(field, s string) (time.Time, error) {
 // match its field's name exactly, a key given twice is refused, and so is
 // a key the API does not know or anything after the value. Errors start
 // with the field at fault, as a dotted path ("match.asn: ...").
-func decodeStrict(data []byte, v any) error {
+func decodeStrict(data []byte, v any) error { return decodeStrictAt(data, v, "") }
+
+// decodeStrictAt is decodeStrict of a value that sits at root in the
+// API's shape: a bare list of overrides read as "overrides" names its
+// fields overrides[3].match, as the object holding it would.
+func decodeStrictAt(data []byte, v any, root string) error {
 	err := jsonv2.Unmarshal(data, v, jsonv2.RejectUnknownMembers(true))
 	if err == nil {
 		return nil
 	}
 	if se, ok := errors.AsType[*jsonv2.SemanticError](err); ok {
-		field := fieldOf(se.JSONPointer)
+		field := fieldOf(root, se.JSONPointer)
 		switch {
 		case errors.Is(se.Err, jsonv2.ErrUnknownName):
 			return fmt.Errorf("%s: unknown field", field)
 		case se.GoType != nil && se.JSONKind == '0' && len(se.JSONValue) > 0:
 			return fmt.Errorf("%s: a JSON number %s where %s belongs", field, truncate(string(se.JSONValue), 32), jsonKind(se.GoType))
 		case se.GoType != nil && se.JSONKind != 0:
-			return fmt.Errorf("%s: a JSON %s where %s belongs", field, se.JSONKind, jsonKind(se.GoType))
+			return fmt.Errorf("%s: a JSON %s where %s belongs", field, kindName(se.JSONKind), jsonKind(se.GoType))
 		}
 		return fmt.Errorf("%s: %v", field, se.Err)
 	}
 	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
 		if errors.Is(se.Err, jsontext.ErrDuplicateName) {
-			return fmt.Errorf("%s: given more than once", fieldOf(se.JSONPointer))
+			return fmt.Errorf("%s: given more than once", fieldOf(root, se.JSONPointer))
 		}
 		if strings.Contains(se.Err.Error(), "after top-level value") {
 			return errors.New("body: more after the JSON object")
@@ -307,9 +291,11 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // fieldOf renders a JSON pointer as a field path: /overrides/3/match
-// becomes overrides[3].match.
-func fieldOf(p jsontext.Pointer) string {
+// becomes overrides[3].match, and under root "overrides" so does
+// /3/match.
+func fieldOf(root string, p jsontext.Pointer) string {
 	var b strings.Builder
+	b.WriteString(root)
 	for tok := range p.Tokens() {
 		if n, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
 			fmt.Fprintf(&b, "[%d]", n)
@@ -324,6 +310,18 @@ func fieldOf(p jsontext.Pointer) string {
 		return "body"
 	}
 	return b.String()
+}
+
+// kindName names a JSON value's kind; jsontext spells objects and arrays
+// as their opening brackets.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return k.String()
 }
 
 // jsonKind names what a Go type takes in JSON, for decoding errors.
@@ -572,21 +570,9 @@ func (a *admin) replaceAll(c *echo.Context) error {
 	if err != nil {
 		return invalid(c, err)
 	}
-	var body struct {
-		Overrides []overrideBody `json:"overrides"`
-		// Version is what GET /api/v1/overrides gives with the list, so
-		// that its output is a backup this call restores as it is. It
-		// is not checked: a restore is meant to replace what is there.
-		Version *store.Version `json:"version"`
-	}
-	if err := decodeStrict(data, &body); err != nil {
+	ovs, err := DecodeOverrideSet(data)
+	if err != nil {
 		return invalid(c, err)
-	}
-	ovs := make([]rules.Override, len(body.Overrides))
-	for i := range body.Overrides {
-		if ovs[i], err = body.Overrides[i].override(fmt.Sprintf("overrides[%d].", i)); err != nil {
-			return invalid(c, err)
-		}
 	}
 	v, err := a.cfg.Overrides.Replace(c.Request().Context(), who(c), ovs)
 	if err != nil {

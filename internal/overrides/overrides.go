@@ -280,17 +280,9 @@ func (s *Service) Delete(ctx context.Context, who, id string) (store.Version, er
 // that is not valid fails the whole call with a *ValidationError naming
 // it, and nothing is changed.
 func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override) (store.Version, error) {
-	seen := make(map[string]int, len(ovs))
-	for i := range ovs {
-		o, err := s.prepareFor(ovs[i], rules.Override{}, who, true)
-		if err != nil {
-			return store.Version{}, invalid(fmt.Errorf("overrides[%d] (%s): %w", i, o.ID, err))
-		}
-		if j, dup := seen[o.ID]; dup {
-			return store.Version{}, invalid(fmt.Errorf("overrides[%d]: id %q is also overrides[%d]'s", i, o.ID, j))
-		}
-		seen[o.ID] = i
-		ovs[i] = o
+	ovs, err := PrepareSet(s.engine, s.now(), who, ovs)
+	if err != nil {
+		return store.Version{}, err
 	}
 	v, err := s.store.Replace(ctx, who, ovs)
 	s.stored(err)
@@ -300,6 +292,43 @@ func (s *Service) Replace(ctx context.Context, who string, ovs []rules.Override)
 	s.applyWrite(ctx, store.Change{Version: v})
 	return v, nil
 }
+
+// PrepareSet returns ovs as Replace would store them (IDs made up,
+// created_at and created_by filled in, now being the time), or the
+// *ValidationError Replace would fail with, which wraps an *ItemError
+// naming the override at fault. It changes nothing, and needs no store:
+// an import's dry run, also where no store exists yet. ovs is not
+// modified.
+func PrepareSet(e Engine, now time.Time, who string, ovs []rules.Override) ([]rules.Override, error) {
+	out := make([]rules.Override, len(ovs))
+	seen := make(map[string]int, len(ovs))
+	for i := range ovs {
+		o, err := prepare(e, now, ovs[i], rules.Override{}, who, true)
+		if err != nil {
+			return nil, invalid(&ItemError{Index: i, ID: o.ID, Err: err})
+		}
+		if j, dup := seen[o.ID]; dup {
+			return nil, invalid(&ItemError{Index: i, ID: o.ID, Err: fmt.Errorf("id: %q is also overrides[%d]'s", o.ID, j)})
+		}
+		seen[o.ID] = i
+		out[i] = o
+	}
+	return out, nil
+}
+
+// ItemError is one override of a set that is not valid: its place in
+// the set, its ID, and why (a message that starts with the field).
+type ItemError struct {
+	Index int
+	ID    string
+	Err   error
+}
+
+func (e *ItemError) Error() string {
+	return fmt.Sprintf("overrides[%d] (%s): %v", e.Index, e.ID, e.Err)
+}
+
+func (e *ItemError) Unwrap() error { return e.Err }
 
 // Drain takes a registry out of routing on every replica.
 func (s *Service) Drain(ctx context.Context, who, registry, note string) (store.Version, error) {
@@ -330,15 +359,16 @@ func (s *Service) Undrain(ctx context.Context, who, registry string) (store.Vers
 // prepare fills in what o leaves out, from prev (the override it
 // replaces, if any) or the defaults, and validates it.
 func (s *Service) prepare(o, prev rules.Override, who string) (rules.Override, error) {
-	return s.prepareFor(o, prev, who, false)
+	return prepare(s.engine, s.now(), o, prev, who, false)
 }
 
-// prepareFor is prepare; restoring lets an override that has expired
-// through: a set written back as it was listed holds those still kept.
-func (s *Service) prepareFor(o, prev rules.Override, who string, restoring bool) (rules.Override, error) {
+// prepare is Service.prepare with the engine and the time given;
+// restoring lets an override that has expired through: a set written
+// back as it was listed holds those still kept.
+func prepare(e Engine, now time.Time, o, prev rules.Override, who string, restoring bool) (rules.Override, error) {
 	// Not cut to the second: of two overrides with the same match the
 	// newer wins, and a tie would go to whichever ID sorts first.
-	now := s.now().UTC()
+	now = now.UTC()
 	if o.ID == "" {
 		o.ID = newID()
 	}
@@ -350,7 +380,7 @@ func (s *Service) prepareFor(o, prev rules.Override, who string, restoring bool)
 	if !restoring && !o.ExpiresAt.IsZero() && !o.ExpiresAt.After(now) {
 		return o, invalid(fmt.Errorf("expires_at: %s is not in the future", o.ExpiresAt.Format(time.RFC3339)))
 	}
-	if err := s.engine.ValidateOverride(o); err != nil {
+	if err := e.ValidateOverride(o); err != nil {
 		return o, invalid(err)
 	}
 	return o, nil

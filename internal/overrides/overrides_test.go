@@ -182,6 +182,53 @@ func TestReplace(t *testing.T) {
 	}
 }
 
+// PrepareSet refuses what Replace refuses, with the same error naming
+// the override at fault, and otherwise returns the set as Replace would
+// store it, changing nothing: not the store, not the engine, not the
+// caller's slice.
+func TestPrepareSet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, _, err := e.svc.Create(ctx, "alice", cidr("old", "192.0.2.0/24", "hub")); err != nil {
+		t.Fatal(err)
+	}
+	v0 := e.svc.Version()
+	for name, ovs := range map[string][]rules.Override{
+		"unknown registry": {cidr("a", "198.51.100.0/24", "hub"), cidr("b", "203.0.113.0/24", "nope")},
+		"duplicate id":     {cidr("a", "198.51.100.0/24", "hub"), cidr("b", "203.0.113.0/24", "hub"), cidr("a", "203.0.113.0/24", "hub")},
+	} {
+		_, perr := overrides.PrepareSet(e.engine, now, "bob", ovs)
+		_, rerr := e.svc.Replace(ctx, "bob", ovs)
+		if _, ok := errors.AsType[*overrides.ValidationError](perr); !ok || rerr == nil || perr.Error() != rerr.Error() {
+			t.Errorf("%s: PrepareSet %v, Replace %v", name, perr, rerr)
+		}
+		if ie, ok := errors.AsType[*overrides.ItemError](perr); !ok || ie.Index != len(ovs)-1 {
+			t.Errorf("%s: %v names no override, or the wrong one", name, perr)
+		}
+	}
+	in := []rules.Override{cidr("", "198.51.100.0/24", "hub"), cidr("kept", "203.0.113.0/24", "k8s")}
+	in[1].CreatedBy, in[1].CreatedAt = "carol", now.Add(-time.Hour)
+	in[1].ExpiresAt = now.Add(-time.Minute) // expired: a listed set holds those still kept
+	got, err := overrides.PrepareSet(e.engine, now, "bob", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got[0].ID, "ovr-") || got[0].CreatedBy != "bob" || !got[0].CreatedAt.Equal(now) {
+		t.Errorf("defaults: %+v", got[0])
+	}
+	if got[1].CreatedBy != "carol" || !got[1].CreatedAt.Equal(now.Add(-time.Hour)) {
+		t.Errorf("given values not kept: %+v", got[1])
+	}
+	if in[0].ID != "" || in[0].CreatedBy != "" {
+		t.Errorf("the caller's slice was changed: %+v", in[0])
+	}
+	st, err := e.store.Load(ctx)
+	if err != nil || st.Version != v0 || len(st.Overrides) != 1 || e.svc.Version() != v0 || e.where("198.51.100.1") != "k8s" {
+		t.Errorf("PrepareSet changed something: store %s with %d overrides, engine at %s", st.Version, len(st.Overrides), e.svc.Version())
+	}
+}
+
 // Writes that did not come through this service (another replica's)
 // reach the engine through the store's changes; a write of its own
 // after one it has not seen brings that one along.

@@ -55,6 +55,13 @@ type BoltOptions struct {
 	// CheckInterval is how often the database file is checked to be
 	// where it was opened; 10 s.
 	CheckInterval time.Duration
+	// ReadOnly opens an existing store to read it, changing nothing on
+	// disk (a backup, or an import's dry run): no directory, marker or
+	// database is created, the file is not watched, and writes fail.
+	// bbolt's shared lock still conflicts with a running server's, so
+	// the open fails with ErrLocked while one has the store. A missing
+	// database is an error that wraps fs.ErrNotExist.
+	ReadOnly bool
 }
 
 // Bolt is the embedded store: a bbolt database in the data directory.
@@ -109,6 +116,12 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	}
 	b := &Bolt{dir: dir, path: filepath.Join(dir, BoltFile), marker: filepath.Join(dir, markerFile),
 		log: opts.Logger, opts: opts, done: make(chan struct{})}
+	if opts.ReadOnly {
+		if err := b.openReadOnly(); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
@@ -147,6 +160,24 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	b.stop = cancel
 	go b.watch(ctx)
 	return b, nil
+}
+
+// openReadOnly opens the existing database for reading only.
+func (b *Bolt) openReadOnly() error {
+	if _, err := os.Stat(b.path); err != nil {
+		return fmt.Errorf("store: no store at %s: %w", b.path, err)
+	}
+	if err := b.open(); err != nil {
+		return err
+	}
+	err := faultsAsErrors(func() error { _, err := b.Load(context.Background()); return err })
+	if err != nil {
+		b.db.Close()
+		return err
+	}
+	b.stop = func() {}
+	close(b.done) // nothing to watch
+	return nil
 }
 
 // legacyStore is the JSON file store's content, to migrate.
@@ -214,7 +245,7 @@ func (b *Bolt) open() error {
 		// then bbolt rebuilds the freelist at open in a goroutine of its
 		// own, where a damaged file panics beyond any recover: the
 		// process dies instead of saying which file is damaged.
-		db, err = bbolt.Open(b.path, 0o600, &bbolt.Options{Timeout: 200 * time.Millisecond})
+		db, err = bbolt.Open(b.path, 0o600, &bbolt.Options{Timeout: 200 * time.Millisecond, ReadOnly: b.opts.ReadOnly})
 		return err
 	})
 	switch {
@@ -222,6 +253,22 @@ func (b *Bolt) open() error {
 		return fmt.Errorf("%w: %s is held; is another reghost running with the same data directory?", ErrLocked, b.path)
 	case err != nil:
 		return fmt.Errorf("store: %s: %w; restore it from a backup or move it aside (reghost never replaces an unreadable store)", b.path, err)
+	}
+	if b.opts.ReadOnly {
+		err = db.View(func(tx *bbolt.Tx) error {
+			for _, name := range [][]byte{bucketMeta, bucketOverrides, bucketDrains, bucketAudit} {
+				if tx.Bucket(name) == nil {
+					return fmt.Errorf("no %s bucket: not a reghost store", name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return fmt.Errorf("store: %s: %w", b.path, err)
+		}
+		b.db = db
+		return nil
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketOverrides, bucketDrains, bucketAudit} {
@@ -427,6 +474,9 @@ func (b *Bolt) write(ctx context.Context, epoch bool, change func(tx *bbolt.Tx) 
 	defer b.mu.RUnlock()
 	if b.closed {
 		return Version{}, errClosed
+	}
+	if b.opts.ReadOnly {
+		return Version{}, fmt.Errorf("store: %s is open read-only", b.path)
 	}
 	var c Change
 	err := b.db.Update(func(tx *bbolt.Tx) error {

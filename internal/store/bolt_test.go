@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -351,5 +352,59 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A store opened read-only reads what is stored and changes nothing on
+// disk, not even bbolt's meta pages; it refuses writes, creates nothing
+// where there is no store, and cannot be had while a server holds the
+// store.
+func TestBoltReadOnly(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	w := openBolt(t, dir, store.BoltOptions{})
+	if _, err := w.Put(ctx, "alice", storetest.Override("o1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenBolt(dir, store.BoltOptions{ReadOnly: true}); !errors.Is(err, store.ErrLocked) {
+		t.Errorf("read-only open while a writer has it: %v, want ErrLocked", err)
+	}
+	w.Close()
+	want, err := os.ReadFile(filepath.Join(dir, store.BoltFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := openBolt(t, dir, store.BoltOptions{ReadOnly: true})
+	st, err := r.Load(ctx)
+	if err != nil || len(st.Overrides) != 1 || st.Overrides[0].ID != "o1" || st.Version != (store.Version{Epoch: 1, N: 1}) {
+		t.Errorf("Load = %+v, %v", st, err)
+	}
+	r2 := openBolt(t, dir, store.BoltOptions{ReadOnly: true}) // readers share the lock
+	if _, err := r2.Version(ctx); err != nil {
+		t.Error(err)
+	}
+	for name, write := range map[string]func() error{
+		"Put":     func() error { _, err := r.Put(ctx, "alice", storetest.Override("o2", 2)); return err },
+		"Replace": func() error { _, err := r.Replace(ctx, "alice", nil); return err },
+		"Drain":   func() error { _, err := r.Drain(ctx, "alice", store.Drain{Registry: "k8s"}); return err },
+	} {
+		if err := write(); err == nil || !strings.Contains(err.Error(), "read-only") {
+			t.Errorf("%s on a read-only store: %v", name, err)
+		}
+	}
+	r.Close()
+	r2.Close()
+	if got, _ := os.ReadFile(filepath.Join(dir, store.BoltFile)); !bytes.Equal(got, want) {
+		t.Error("the database file changed under a read-only store")
+	}
+
+	empty := filepath.Join(t.TempDir(), "data")
+	if _, err := store.OpenBolt(empty, store.BoltOptions{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("read-only open of no store: %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(empty); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a read-only open created %s: %v", empty, err)
 	}
 }

@@ -65,6 +65,9 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
+// TLSClientConfig is a client config that trusts the CA alone.
+func (ca *CA) TLSClientConfig() *tls.Config { return &tls.Config{RootCAs: ca.Pool()} }
+
 // Leaf says what certificate to issue. The zero value is a server
 // certificate with serial 1 for localhost and 127.0.0.1, valid from an
 // hour ago for a day.

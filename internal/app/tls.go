@@ -10,8 +10,8 @@ import (
 
 // setupTLS turns the listeners the config asks for to HTTPS: their
 // servers get a TLS config that takes the current certificate at every
-// handshake, and a.tlsRun what keeps it current (a file watcher), for
-// Serve to run. A listener without TLS settings keeps plain HTTP.
+// handshake, and a.tlsRun what keeps files current (certs.Reloader.Run),
+// for Serve to run. An ACME certificate is autocert's to renew (acme.go). A listener without TLS settings keeps plain HTTP.
 //
 // HTTP/2 stays on over TLS: http.Server.ServeTLS sets it up because the
 // configs offer "h2" (certs.Reloader.TLSConfig, autocert's TLSConfig)
@@ -26,6 +26,12 @@ func (a *App) setupTLS() error {
 		}
 		a.public.TLSConfig = r.TLSConfig()
 		a.tlsRun = append(a.tlsRun, r.Run)
+	} else if t.ACME.On() {
+		tc, err := acmeTLS(t.ACME, a.log, reg)
+		if err != nil {
+			return err
+		}
+		a.public.TLSConfig = tc
 	}
 	if t := a.cfg.Admin.TLS; t.On() {
 		r, err := certs.New(certs.Config{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,

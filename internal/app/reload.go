@@ -15,8 +15,8 @@ import (
 // registries, rules, client_ip, redirect_status and the admin tokens take
 // effect at once, and every GeoIP and cloud ranges file is read again.
 // What cannot change while serving (listen addresses, TLS settings,
-// data_dir, the store, which data files are used) is logged as needing a restart and
-// keeps its old value. A config that does not apply (a rule naming an
+// data_dir, the store, which data files are used) is logged as needing
+// a restart and keeps its old value. A config that does not apply (a rule naming an
 // unknown registry, an unreadable token file) changes nothing: the old
 // one keeps serving, and the error says why.
 //

@@ -80,6 +80,7 @@ type App struct {
 	public, admin               *http.Server
 	publicHandler, adminHandler atomic.Pointer[http.Handler]
 	publicLn, adminLn           net.Listener
+	tlsRun                      []func(context.Context) // keep the listeners' certificates current (tls.go)
 
 	reloadMu sync.Mutex // serialises Reload; guards cfg and token after New
 }
@@ -162,6 +163,9 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	if err := a.newServers(); err != nil {
+		return nil, err
+	}
+	if err := a.setupTLS(); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -261,6 +265,7 @@ func (a *App) newWeb(tokens map[string]string) (http.Handler, error) {
 		Health:    a.prober.registryHealth,
 		Traffic:   a.traffic,
 		Logger:    a.log,
+		TLS:       a.cfg.Admin.TLS.On(), // restart-only: a.cfg's is the one serving
 	})
 }
 
@@ -379,7 +384,7 @@ func (a *App) Serve(ctx context.Context) error {
 		ln  net.Listener
 	}{{a.public, a.publicLn}, {a.admin, a.adminLn}} {
 		wg.Go(func() {
-			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serveOn(s.srv, s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		})
@@ -393,7 +398,11 @@ func (a *App) Serve(ctx context.Context) error {
 	wg.Go(func() { a.prober.run(ctx) })
 	wg.Go(func() { a.overrides.Run(ctx) })
 	wg.Go(func() { a.traffic.Run(ctx) })
+	for _, run := range a.tlsRun {
+		wg.Go(func() { run(ctx) })
+	}
 	a.log.Info("reghost serving", "listen", a.PublicAddr(), "admin_listen", a.AdminAddr(),
+		"tls", a.cfg.TLS.On(), "admin_tls", a.cfg.Admin.TLS.On(),
 		"registries", len(a.cfg.Registries), "rules", len(a.cfg.Rules))
 
 	var err error

@@ -14,9 +14,9 @@ import (
 // Reload applies a new config to the running server, as SIGHUP asks:
 // registries, rules, client_ip, redirect_status and the admin tokens take
 // effect at once, and every GeoIP and cloud ranges file is read again.
-// What cannot change while serving (listen addresses, data_dir, the
-// store, which data files are used) is logged as needing a restart and
-// keeps its old value. A config that does not apply (a rule naming an
+// What cannot change while serving (listen addresses, TLS settings,
+// data_dir, the store, which data files are used) is logged as needing
+// a restart and keeps its old value. A config that does not apply (a rule naming an
 // unknown registry, an unreadable token file) changes nothing: the old
 // one keeps serving, and the error says why.
 //
@@ -35,6 +35,10 @@ func (a *App) Reload(cfg *config.Config) error {
 	}
 	keep("listen", old.Listen, next.Listen, func() { next.Listen = old.Listen })
 	keep("admin_listen", old.AdminListen, next.AdminListen, func() { next.AdminListen = old.AdminListen })
+	// The files themselves are watched (internal/certs): only other
+	// files, or another way of getting a certificate, need a restart.
+	keep("tls", old.TLS, next.TLS, func() { next.TLS = old.TLS })
+	keep("admin.tls", old.Admin.TLS, next.Admin.TLS, func() { next.Admin.TLS = old.Admin.TLS })
 	keep("data_dir", old.DataDir, next.DataDir, func() { next.DataDir = old.DataDir })
 	keep("store", old.Store, next.Store, func() { next.Store = old.Store })
 	keep("geoip", old.GeoIP, next.GeoIP, func() { next.GeoIP = old.GeoIP })

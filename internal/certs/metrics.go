@@ -17,10 +17,7 @@ type metrics struct {
 // newMetrics registers the collectors on reg (once: a second listener
 // on the same registerer shares them) and returns listener's series.
 func newMetrics(reg prometheus.Registerer, listener string) (*metrics, error) {
-	expiry := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "reghost_tls_certificate_expiry_timestamp_seconds",
-		Help: "When the certificate being served expires (its NotAfter), in seconds since the Unix epoch.",
-	}, []string{"listener"})
+	expiry := newExpiryVec()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "reghost_tls_certificate_reloads_total",
 		Help: "Certificate reloads after start, by result: ok (a new pair serves) or error (a new pair was refused; the previous one serves).",
@@ -49,6 +46,24 @@ func newMetrics(reg prometheus.Registerer, listener string) (*metrics, error) {
 	}
 	m.failing.Set(0) // present from the start, so that an alert on it has a series
 	return m, nil
+}
+
+func newExpiryVec() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "reghost_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the certificate being served expires (its NotAfter), in seconds since the Unix epoch.",
+	}, []string{"listener"})
+}
+
+// ExpiryGauge returns listener's series of the expiry gauge, registered
+// on reg, for a listener whose certificate does not come from files (an
+// ACME CA's), so that one alert on the gauge covers every listener.
+func ExpiryGauge(reg prometheus.Registerer, listener string) (prometheus.Gauge, error) {
+	v, err := register(reg, newExpiryVec())
+	if err != nil {
+		return nil, err
+	}
+	return v.WithLabelValues(listener), nil
 }
 
 // register registers c, or returns the equal collector registered before.

@@ -38,8 +38,8 @@ const (
 // defaults applied and every field validated; see example.yaml for what
 // each key means.
 //
-// Relative paths (data_dir, admin.token_file, geoip.*, cloud_ranges.*)
-// are relative to the directory of the config file when it is read with
+// Relative paths (data_dir, admin.token_file, geoip.*, cloud_ranges.*,
+// the tls files) are relative to the directory of the config file when it is read with
 // Load, and are rewritten to include that directory; Parse and Example
 // leave them as written, that is relative to the working directory.
 type Config struct {
@@ -48,6 +48,9 @@ type Config struct {
 	// AdminListen is the admin listener's address (default
 	// "127.0.0.1:9090").
 	AdminListen string `yaml:"admin_listen"`
+	// TLS turns the public listener to HTTPS. Off (plain HTTP) by
+	// default; see TLS.
+	TLS TLS `yaml:"tls"`
 	// RedirectStatus is 307 (default) or 302. Permanent redirects are
 	// refused: clients would cache them and never see a new decision.
 	RedirectStatus int `yaml:"redirect_status"`
@@ -93,6 +96,9 @@ type Admin struct {
 	// Tokens are more tokens, each with a name, which the audit trail
 	// records as who made a change.
 	Tokens []NamedToken `yaml:"tokens"`
+	// TLS turns the admin listener to HTTPS, and optionally to mutual
+	// TLS. Off (plain HTTP) by default.
+	TLS AdminTLS `yaml:"tls"`
 }
 
 // NamedToken is an admin token kept in a file, and the name it goes by.
@@ -168,6 +174,7 @@ func defaults() *Config {
 		DataDir:              "data",
 		HealthPanicThreshold: health.DefaultPanicThreshold,
 		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
+		TLS:                  TLS{ACME: ACME{DirectoryURL: LetsEncrypt}},
 		ClientIP: ClientIP{
 			Header: HeaderXRealIP,
 			TrustedProxies: []netip.Prefix{
@@ -189,7 +196,8 @@ var example string
 func Example() []byte { return []byte(example) }
 
 // Load reads, parses, defaults and validates the config file at path,
-// then makes its relative paths relative to the file's directory.
+// then makes its relative paths relative to the file's directory and
+// checks the files that must be usable at start (the TLS certificates).
 // Errors start with path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -199,37 +207,48 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	c, err := Parse(data, path)
+	c, p, err := parse(data, path)
 	if err != nil {
 		return nil, err
 	}
 	c.resolve(filepath.Dir(path))
+	c.checkTLSFiles(p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
 // Parse decodes data as a config file, applies defaults and validates
 // it. name identifies data in errors, which start with it; relative
-// paths are left as written. Every problem found is reported, one per
-// line, as "name:line: key.path: problem".
+// paths are left as written, and files are not opened. Every problem
+// found is reported, one per line, as "name:line: key.path: problem".
 func Parse(data []byte, name string) (*Config, error) {
+	c, _, err := parse(data, name)
+	return c, err
+}
+
+// parse is Parse, also returning the problems collector (empty), for
+// Load to report later problems at their lines.
+func parse(data []byte, name string) (*Config, *problems, error) {
 	root, err := parseDocument(data)
 	if err != nil {
-		return nil, yamlError(name, err)
+		return nil, nil, yamlError(name, err)
 	}
 	p := &problems{name: name, root: root}
 	p.checkShape(root, configType, "")
 	if err := p.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := defaults()
 	if err := decodeStrict(data, c); err != nil {
-		return nil, yamlError(name, err)
+		return nil, nil, yamlError(name, err)
 	}
 	c.validate(p)
 	if err := p.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, p, nil
 }
 
 // resolve makes the relative paths of c relative to dir.
@@ -249,6 +268,12 @@ func (c *Config) resolve(dir string) {
 	abs(&c.Redis.TLS.CAFile)
 	abs(&c.Redis.TLS.CertFile)
 	abs(&c.Redis.TLS.KeyFile)
+	abs(&c.TLS.CertFile)
+	abs(&c.TLS.KeyFile)
+	abs(&c.TLS.ACME.CacheDir)
+	abs(&c.Admin.TLS.CertFile)
+	abs(&c.Admin.TLS.KeyFile)
+	abs(&c.Admin.TLS.ClientCAFile)
 	abs(&c.GeoIP.ASN)
 	abs(&c.GeoIP.Country)
 	for k, v := range c.CloudRanges {
@@ -284,7 +309,8 @@ func (c *Config) Registry(name string) (rules.Registry, bool) {
 func (c *Config) Warnings() []string {
 	var out []string
 	if host, _, err := net.SplitHostPort(c.AdminListen); err == nil {
-		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		// Mutual TLS puts a client certificate before the token.
+		if ip := net.ParseIP(host); (host == "" || ip != nil && ip.IsUnspecified()) && c.Admin.TLS.ClientCAFile == "" {
 			out = append(out, fmt.Sprintf("admin_listen %q is on every interface: the admin API and /metrics are open to the network, with only the token between; bind it to 127.0.0.1 or a private address", c.AdminListen))
 		}
 	}
@@ -296,7 +322,7 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("client_ip.trusted_proxies holds %s: every peer is trusted to name the client address, so anyone can choose their registry; list your proxies' addresses", p))
 		}
 	}
-	return out
+	return append(out, c.tlsWarnings()...)
 }
 
 // HealthTargets are the registries as the health checker probes them:

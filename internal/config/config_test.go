@@ -74,6 +74,7 @@ func briefWant() *Config {
 		AdminListen:    "127.0.0.1:9090",
 		RedirectStatus: 307,
 		DataDir:        "data",
+		TLS:            TLS{ACME: ACME{DirectoryURL: LetsEncrypt}},
 		ClientIP: ClientIP{
 			Header:         HeaderXRealIP,
 			TrustedProxies: prefixes("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "::1/128"),
@@ -143,6 +144,7 @@ func TestExample(t *testing.T) {
 		FastInterval: time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
 	want.HealthPanicThreshold = 0.5
 	want.Admin.Tokens = []NamedToken{}
+	want.TLS.ACME.Domains = []string{}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(Example()):\n got %+v\nwant %+v", c, want)
 	}
@@ -249,6 +251,7 @@ func TestDefaults(t *testing.T) {
 		Registries:           []rules.Registry{{Name: "only", URL: "https://registry.example", Default: true}},
 		HealthPanicThreshold: 0.5,
 		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
+		TLS:                  TLS{ACME: ACME{DirectoryURL: LetsEncrypt}},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(minimal):\n got %+v\nwant %+v", c, want)
@@ -318,7 +321,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 
 		// Keys and shapes.
-		{"unknown key", "listne: ':8080'\n", `c.yaml:1: listne: unknown key; known keys here: listen, admin_listen, redirect_status, data_dir, admin, client_ip, geoip, cloud_ranges, store, redis, registries, rules, health_defaults, health_panic_threshold`},
+		{"unknown key", "listne: ':8080'\n", `c.yaml:1: listne: unknown key; known keys here: listen, admin_listen, tls, redirect_status, data_dir, admin, client_ip, geoip, cloud_ranges, store, redis, registries, rules, health_defaults, health_panic_threshold`},
 		{"duration without a unit", "health_defaults: {interval: 10}\n", `c.yaml:1: health_defaults.interval: "10": write a duration with its unit, such as 10s or 200ms`},
 		{"interval below the floor", "health_defaults: {interval: 10ms, fast_interval: 10ms, timeout: 10ms}\n", "c.yaml:1: health_defaults.interval: must be at least 100ms (every replica probes every registry), got 10ms\nc.yaml:1: health_defaults.fast_interval: must be at least 100ms, got 10ms"},
 		{"bad expect", "registries:\n  - {name: a, url: 'https://a.example', default: true, health: {expect: [99]}}\n", "c.yaml:2: registries[0].health.expect: 99 is not an HTTP status code (100-599)"},
@@ -328,7 +331,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested key", "client_ip:\n  header: X-Real-IP\n  heder: X-Real-IP\n", `c.yaml:3: client_ip.heder: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops`},
 		{"unknown match key", "rules:\n  - match: {contry: SE}\n    registries: [a]\n", `c.yaml:2: rules[0].match.contry: unknown key; known keys here: cidr, asn, cloud, region, country, continent`},
 		{"unknown registry key", "registries:\n  - {name: a, url: 'https://a.example', default: true, weight: 2}\n", `c.yaml:2: registries[0].weight: unknown key; known keys here: name, url, default, health`},
-		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file, tokens\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
+		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file, tokens, tls\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
 		{"key twice", "listen: ':1'\nlisten: ':2'\n", `c.yaml:2: listen: set twice; first at line 1`},
 		{"cloud_ranges key twice", "cloud_ranges:\n  aws: a\n  aws: b\n", `c.yaml:3: cloud_ranges.aws: set twice; first at line 2`},
 		{"string for list", "registries: a\n", `c.yaml:1: registries: expected a list, got "a"`},

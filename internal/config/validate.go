@@ -52,6 +52,7 @@ func (c *Config) validate(p *problems) {
 		p.at("store", "%s", msg)
 	}
 	c.validateAdmin(p)
+	c.validateTLS(p)
 	c.validateRedis(p)
 	c.validateRegistries(p)
 	c.validateRules(p)

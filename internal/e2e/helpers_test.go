@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -57,10 +58,17 @@ type testRegistry struct {
 
 func startRegistry(t *testing.T) *testRegistry {
 	t.Helper()
+	return startRegistryWith(t, nil)
+}
+
+// startRegistryWith starts a registry that serves HTTPS with cert, or
+// plain HTTP when cert is nil.
+func startRegistryWith(t *testing.T, cert *tls.Certificate) *testRegistry {
+	t.Helper()
 	r := &testRegistry{}
 	r.idle.L = &r.mu
 	h := registry.New(registry.Logger(log.New(logWriter{r}, "", 0)))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if isProbe(req) {
 			w.WriteHeader(http.StatusOK) // up: the API root answers
 			return
@@ -77,8 +85,14 @@ func startRegistry(t *testing.T) *testRegistry {
 		}()
 		h.ServeHTTP(w, req)
 	}))
+	if cert != nil {
+		r.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		r.srv.StartTLS()
+	} else {
+		r.srv.Start()
+	}
 	t.Cleanup(r.srv.Close)
-	r.host = strings.TrimPrefix(r.srv.URL, "http://")
+	r.host = r.srv.Listener.Addr().String()
 	return r
 }
 
@@ -154,12 +168,19 @@ func testImage(t *testing.T) v1.Image {
 // through reghost.
 func push(t *testing.T, img v1.Image, host, repository string, tags ...string) {
 	t.Helper()
+	pushWith(t, img, nil, host, repository, tags...)
+}
+
+// pushWith is push with more remote options, such as the transport of a
+// registry that needs its own trust.
+func pushWith(t *testing.T, img v1.Image, opts []remote.Option, host, repository string, tags ...string) {
+	t.Helper()
 	for _, tg := range tags {
 		ref, err := name.NewTag(host+"/"+repository+":"+tg, name.Insecure)
 		if err != nil {
 			t.Fatalf("tag: %v", err)
 		}
-		if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
+		if err := remote.Write(ref, img, append(opts, remote.WithContext(t.Context()))...); err != nil {
 			t.Fatalf("push %s: %v", ref, err)
 		}
 	}

@@ -698,7 +698,7 @@ func TestKubernetes(t *testing.T) {
 		}
 		cdep, p := checkCompose(cp, root, dockerImage(t))
 		p.expectNone(t)
-		for k8s, compose := range map[string]string{k8sReghost: composeReghost, k8sEnvoy: composeEnvoy} {
+		for k8s, compose := range map[string]string{k8sReghost: composeReghostName, k8sEnvoy: composeEnvoy} {
 			if dep.Images[k8s] != cdep.Images[compose] {
 				t.Errorf("image of %s: %q in Kubernetes, %q in compose", k8s, dep.Images[k8s], cdep.Images[compose])
 			}

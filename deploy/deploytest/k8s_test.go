@@ -896,3 +896,25 @@ func parseGoMemLimit(s string) (int64, bool) {
 	}
 	return n * mult, true
 }
+
+// TestKubernetesRoot checks that deploy/k8s, kept so that
+// kubectl apply -k deploy/k8s goes on working, builds the base, object
+// for object.
+func TestKubernetesRoot(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	build := func(dir string) []byte {
+		m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.AsYaml()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if !bytes.Equal(build(k8sRoot), build(k8sDir)) {
+		t.Errorf("kustomize build %s differs from %s", k8sRoot, k8sDir)
+	}
+}

@@ -768,15 +768,7 @@ func TestComposeRun(t *testing.T) {
 
 	// Redis with the service's arguments; where it listens and keeps its
 	// files are the test's.
-	var redisArgs []string
-	for i := 0; i < len(dep.Redis.Args); i++ {
-		if a := dep.Redis.Args[i]; a == "--port" || a == "--dir" || a == "--bind" {
-			i++
-			continue
-		}
-		redisArgs = append(redisArgs, dep.Redis.Args[i])
-	}
-	rs := redistest.Start(t, redistest.Persistent(), redistest.Args(redisArgs...))
+	rs := redistest.Start(t, redistest.Persistent(), redistest.Args(testRedisArgs(dep.Redis)...))
 
 	// The volumes, and the config as each service sees it.
 	scratch := t.TempDir()

@@ -84,6 +84,20 @@ func parseRedisCommand(cmd []string) (redisServer, error) {
 	return rs, nil
 }
 
+// testRedisArgs are rs's arguments for a redis-server a test starts,
+// which chooses where it listens and keeps its files itself.
+func testRedisArgs(rs redisServer) []string {
+	var args []string
+	for i := 0; i < len(rs.Args); i++ {
+		if a := rs.Args[i]; a == "--port" || a == "--dir" || a == "--bind" {
+			i++
+			continue
+		}
+		args = append(args, rs.Args[i])
+	}
+	return args
+}
+
 // checkRedisServer checks that a Redis for the shared store neither
 // evicts keys nor loses them in a restart. where prefixes the problems.
 func checkRedisServer(p *problems, where string, rs redisServer) {

@@ -2,7 +2,9 @@
 #
 # reghost image: the commands under cmd/ (server and loader), static,
 # on distroless with no shell, running as the non-root user 65532 and
-# writing only to /data, so it runs with a read-only root. The loader:
+# writing only to /data, so it runs with a read-only root. The loader is
+# the same image with another entry point (docker-compose.yml's loader
+# services, deploy/k8s/components/loader):
 #   docker run --rm -v reghost-data:/data --entrypoint /usr/local/bin/loader \
 #     reghost:dev cloud --data-dir /data
 #
@@ -25,13 +27,18 @@ COPY . .
 # Every main package under cmd/ lands in /out/ under its directory's name.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/...
-# An empty directory to become /data (distroless has no mkdir).
-RUN mkdir -p /rootfs/data
+# Empty directories to become /data and /data/geo (distroless has no
+# mkdir). /data/geo is where docker-compose.yml mounts the GeoIP and
+# cloud-range volume the loader fills: a new named volume takes the owner
+# of the directory it is first mounted on, so the loader (65532) can
+# write to it.
+RUN mkdir -p /rootfs/data/geo
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 # The data directory, owned by the runtime user: a named volume mounted
-# there starts out with this owner, so the server can write to it.
+# there (or at /data/geo) starts out with this owner, so the server and
+# the loader can write to it.
 COPY --from=build --chown=65532:65532 /rootfs/data /data
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532

@@ -29,6 +29,7 @@ import (
 const (
 	finalImagePrefix = "gcr.io/distroless/static-debian12:nonroot"
 	serverBinary     = "server" // cmd/server
+	loaderBinary     = "loader" // cmd/loader
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -126,9 +127,19 @@ type image struct {
 	User       string
 	Exposed    []int
 	Volumes    []string
+	// OwnedDirs are the directories the final stage creates owned by
+	// OwnedBy (made with mkdir -p in the builder, copied with
+	// COPY --from --chown): a new named volume mounted on one of them
+	// takes that owner, on any other path root's.
+	OwnedDirs []string
+	OwnedBy   string
 }
 
-var outFlag = regexp.MustCompile(`(^|\s)-o\s+(\S+)`)
+var (
+	outFlag = regexp.MustCompile(`(^|\s)-o\s+(\S+)`)
+	// mkdirP finds the directories a RUN line makes with mkdir -p.
+	mkdirP = regexp.MustCompile(`mkdir\s+-p\s+([^&;|]+)`)
+)
 
 // checkDockerfile reads the image out of a Dockerfile and checks it.
 // goVersion is go.mod's language version (such as "1.26").
@@ -146,6 +157,7 @@ func checkDockerfile(data []byte, goVersion string) (image, problems) {
 	}
 	build, final := stages[0], stages[1]
 	img.Builder, img.Final = build.From, final.From
+	var made []string // directories the builder makes
 
 	// The builder: the Go release go.mod asks for.
 	if tag, ok := strings.CutPrefix(build.From, "golang:"); !ok || !(tag == goVersion || strings.HasPrefix(tag, goVersion+".") || strings.HasPrefix(tag, goVersion+"-")) {
@@ -166,6 +178,9 @@ func checkDockerfile(data []byte, goVersion string) (image, problems) {
 			for strings.HasPrefix(cmd, "--") { // RUN flags: --mount=..., --network=...
 				_, cmd, _ = strings.Cut(cmd, " ")
 				cmd = strings.TrimSpace(cmd)
+			}
+			for _, m := range mkdirP.FindAllStringSubmatch(cmd, -1) {
+				made = append(made, strings.Fields(m[1])...)
 			}
 			if !strings.Contains(cmd, "go build") {
 				continue
@@ -212,6 +227,25 @@ func checkDockerfile(data []byte, goVersion string) (image, problems) {
 			f := strings.Fields(in.Args)
 			if len(f) == 3 && f[0] == "--from="+build.Name && f[1] == img.BuildOut {
 				img.BinDir = f[2]
+			}
+			if len(f) == 4 && f[0] == "--from="+build.Name && strings.HasPrefix(f[1], "--chown=") {
+				img.OwnedBy = strings.TrimPrefix(f[1], "--chown=")
+				src, dst := path.Clean(f[2]), path.Clean(f[3])
+				for _, m := range made {
+					rel, ok := strings.CutPrefix(path.Clean(m), src)
+					if !ok || rel != "" && !strings.HasPrefix(rel, "/") {
+						continue
+					}
+					// The directory and every parent up to dst.
+					for d := path.Join(dst, rel); ; d = path.Dir(d) {
+						if !slices.Contains(img.OwnedDirs, d) {
+							img.OwnedDirs = append(img.OwnedDirs, d)
+						}
+						if d == dst {
+							break
+						}
+					}
+				}
 			}
 		case "ENTRYPOINT":
 			img.Entrypoint = jsonArgs(in)
@@ -263,6 +297,12 @@ func checkDockerfile(data []byte, goVersion string) (image, problems) {
 	if len(img.Volumes) != 1 {
 		p.add("Dockerfile: VOLUME %q: want the data directory, once", img.Volumes)
 	}
+	slices.Sort(img.OwnedDirs)
+	for _, v := range img.Volumes {
+		if !slices.Contains(img.OwnedDirs, v) || img.OwnedBy != img.User {
+			p.add("Dockerfile: VOLUME %s is not a directory the final stage makes owned by USER %s (directories %q owned by %q): a volume there would be root's, and the server could not write to it", v, img.User, img.OwnedDirs, img.OwnedBy)
+		}
+	}
 	return img, p
 }
 
@@ -294,6 +334,9 @@ func TestDockerfile(t *testing.T) {
 	if img.ConfigPath != "/etc/reghost/config.yaml" || !slices.Equal(img.Volumes, []string{"/data"}) || img.User != "65532:65532" {
 		t.Errorf("image: config %q, volumes %q, user %q; want /etc/reghost/config.yaml, [/data], 65532:65532 (deploy/README.md)", img.ConfigPath, img.Volumes, img.User)
 	}
+	if want := []string{"/data", "/data/geo"}; !slices.Equal(img.OwnedDirs, want) {
+		t.Errorf("image: directories owned by the user %q; want %q (docker-compose.yml mounts volumes there)", img.OwnedDirs, want)
+	}
 
 	broken := []struct {
 		name string
@@ -312,6 +355,8 @@ func TestDockerfile(t *testing.T) {
 		{"root", edit{old: "USER 65532:65532", new: "USER root"}, `USER "root" is not a numeric non-root uid`},
 		{"admin port", edit{old: "EXPOSE 8080 9090", new: "EXPOSE 8080"}, "lacks 9090"},
 		{"shell in final", edit{old: "WORKDIR /\n", new: "WORKDIR /\nRUN mkdir /x\n"}, "RUN in the final stage"},
+		{"data owned by root", edit{old: "COPY --from=build --chown=65532:65532 /rootfs/data /data", new: "COPY --from=build /rootfs/data /data"}, "VOLUME /data is not a directory the final stage makes owned by USER"},
+		{"data dir not made", edit{old: "RUN mkdir -p /rootfs/data/geo", new: "RUN mkdir -p /rootfs/other"}, "VOLUME /data is not a directory"},
 	}
 	for _, tc := range broken {
 		t.Run(tc.name, func(t *testing.T) {
@@ -509,13 +554,30 @@ func mainCommands(t testing.TB) []string {
 // runServer runs the built server with args and returns its output.
 func runServer(t testing.TB, args ...string) ([]byte, error) {
 	t.Helper()
+	return runBinary(t, serverBinary, args...)
+}
+
+// runBinary runs the image's command name with args and returns its
+// output.
+func runBinary(t testing.TB, name string, args ...string) ([]byte, error) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	c := exec.Command(buildImageBinaries(t).bins[serverBinary], args...)
+	c := exec.Command(buildImageBinaries(t).bins[name], args...)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil {
-		return nil, fmt.Errorf("server %q: %v\n%s", args, err, stderr.Bytes())
+		return nil, fmt.Errorf("%s %q: %v\n%s", name, args, err, stderr.Bytes())
 	}
 	return stdout.Bytes(), nil
+}
+
+// checkLoaderArgs runs the built loader with args and --help, which makes
+// it exit after parsing them: it fails on a command or flag the loader
+// does not define.
+func checkLoaderArgs(t testing.TB, where string, args []string) {
+	t.Helper()
+	if _, err := runBinary(t, loaderBinary, append(slices.Clone(args), "--help")...); err != nil {
+		t.Errorf("%s: the loader refuses its arguments: %v", where, err)
+	}
 }
 
 // checkServerArgs runs the built server with args and
@@ -572,6 +634,9 @@ func TestImageBuild(t *testing.T) {
 			t.Errorf("server -print-example-config printed %d bytes, not the embedded example (%d bytes)", len(out), len(config.Example()))
 		}
 		checkServerArgs(t, "Dockerfile CMD", img.Cmd)
+		if out, err := runBinary(t, loaderBinary, "help"); err != nil || !bytes.Contains(out, []byte("loader geoip")) {
+			t.Errorf("loader help: %v\n%s", err, out)
+		}
 	})
 	t.Run("context missing a package", func(t *testing.T) {
 		// What the context check above guards against: the same build
@@ -590,6 +655,11 @@ func TestImageBuild(t *testing.T) {
 	t.Run("refuses unknown flags", func(t *testing.T) {
 		if _, err := runServer(t, "-no-such-flag", "-print-example-config"); err == nil {
 			t.Error("server -no-such-flag: no error; checkServerArgs would pass anything")
+		}
+		for _, args := range [][]string{{"cloud", "--no-such-flag"}, {"geoip", "--url", "gcp=https://x"}, {"fetch"}} {
+			if _, err := runBinary(t, loaderBinary, append(args, "--help")...); err == nil {
+				t.Errorf("loader %q --help: no error; checkLoaderArgs would pass anything", args)
+			}
 		}
 	})
 }

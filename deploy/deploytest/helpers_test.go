@@ -22,7 +22,8 @@ const (
 	dockerfilePath   = "Dockerfile"
 	dockerignorePath = ".dockerignore"
 	composePath      = "docker-compose.yml"
-	k8sDir           = "deploy/k8s"
+	k8sRoot          = "deploy/k8s"      // the base, its components and overlays
+	k8sDir           = "deploy/k8s/base" // the base
 	envoyConfigPath  = "deploy/envoy/envoy.yaml"
 	envoyLuaPath     = "deploy/envoy/reghost.lua"
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/reghost/reghost/internal/app"
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/store/redistest"
 )
 
 // The objects the kustomization makes.
@@ -44,9 +47,11 @@ const (
 type cluster struct {
 	Namespaces  map[string]*corev1.Namespace
 	Deployments map[string]*appsv1.Deployment
+	CronJobs    map[string]*batchv1.CronJob
 	Services    map[string]*corev1.Service
 	ConfigMaps  map[string]*corev1.ConfigMap
 	Secrets     map[string]*corev1.Secret
+	PVCs        map[string]*corev1.PersistentVolumeClaim
 	PDBs        map[string]*policyv1.PodDisruptionBudget
 	Policies    map[string]*networkingv1.NetworkPolicy
 }
@@ -61,8 +66,10 @@ func buildKustomization(dir string) (*cluster, error) {
 	}
 	c := &cluster{
 		Namespaces: map[string]*corev1.Namespace{}, Deployments: map[string]*appsv1.Deployment{},
+		CronJobs: map[string]*batchv1.CronJob{},
 		Services: map[string]*corev1.Service{}, ConfigMaps: map[string]*corev1.ConfigMap{},
-		Secrets: map[string]*corev1.Secret{}, PDBs: map[string]*policyv1.PodDisruptionBudget{},
+		Secrets: map[string]*corev1.Secret{}, PVCs: map[string]*corev1.PersistentVolumeClaim{},
+		PDBs:     map[string]*policyv1.PodDisruptionBudget{},
 		Policies: map[string]*networkingv1.NetworkPolicy{},
 	}
 	for _, r := range m.Resources() {
@@ -77,6 +84,10 @@ func buildKustomization(dir string) (*cluster, error) {
 			obj, err = decodeInto(data, c.Namespaces)
 		case "apps/v1 Deployment":
 			obj, err = decodeInto(data, c.Deployments)
+		case "batch/v1 CronJob":
+			obj, err = decodeInto(data, c.CronJobs)
+		case "v1 PersistentVolumeClaim":
+			obj, err = decodeInto(data, c.PVCs)
 		case "v1 Service":
 			obj, err = decodeInto(data, c.Services)
 		case "v1 ConfigMap":
@@ -126,8 +137,12 @@ func decodeInto[T any, PT interface {
 	return obj, nil
 }
 
-// k8sDeployment is what checkKubernetes found, for other checks.
+// k8sDeployment is what checkKubernetes found, for other checks (and
+// kubernetesOverlay, about the components).
 type k8sDeployment struct {
+	// Redis is the Redis Deployment's redis-server command line, with
+	// components/redis.
+	Redis      redisServer
 	Config     *config.Config
 	TokenEnv   string // the variable the reghost container gets the token in
 	ProbePaths []string
@@ -165,8 +180,13 @@ func checkKubernetes(c *cluster, img image, envoyYAML, envoyLua []byte) (k8sDepl
 				}
 			}
 			checkSecurity(&p, where, pod.SecurityContext, ctr.SecurityContext)
-			// A preStop sleep, so that Services and load balancers stop
-			// sending before the process stops, and the time to finish.
+			// Behind Envoy or a load balancer: a preStop sleep, so that
+			// Services and load balancers stop sending before the process
+			// stops, and the time to finish. (Redis's clients, reghost,
+			// see it go at once and reconnect.)
+			if name != k8sReghost && name != k8sEnvoy {
+				continue
+			}
 			if ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil || ctr.Lifecycle.PreStop.Sleep == nil || ctr.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 				p.add("%s: no preStop sleep: traffic would still arrive after it stops", where)
 				continue
@@ -698,7 +718,7 @@ func TestKubernetes(t *testing.T) {
 		}
 		cdep, p := checkCompose(cp, root, dockerImage(t))
 		p.expectNone(t)
-		for k8s, compose := range map[string]string{k8sReghost: composeReghost, k8sEnvoy: composeEnvoy} {
+		for k8s, compose := range map[string]string{k8sReghost: composeReghostName, k8sEnvoy: composeEnvoy} {
 			if dep.Images[k8s] != cdep.Images[compose] {
 				t.Errorf("image of %s: %q in Kubernetes, %q in compose", k8s, dep.Images[k8s], cdep.Images[compose])
 			}
@@ -794,16 +814,41 @@ func copyTree(t testing.TB, src string, edits ...edit) string {
 
 // TestKubernetesServer starts reghost in-process with the ConfigMap's
 // config and the token handed over in the variable the Deployment sets,
-// then asks what the kubelet and Envoy ask. Only the listeners (to free
-// loopback ports) and the data directory (to a scratch one) change.
+// then asks what the kubelet and Envoy ask, for the base and for the
+// overlay with the Redis store (against a real redis-server started with
+// the Redis Deployment's arguments). Only the listeners (to free loopback
+// ports), the data directory (to a scratch one) and the store's address
+// change.
 func TestKubernetesServer(t *testing.T) {
 	t.Parallel()
-	dep, p := kubernetes(t, filepath.Join(repoRoot(t), k8sDir))
+	for _, overlay := range []string{"", "overlays/redis"} {
+		name := overlay
+		if name == "" {
+			name = "base"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testKubernetesServer(t, overlay)
+		})
+	}
+}
+
+func testKubernetesServer(t *testing.T, overlay string) {
+	var dep k8sDeployment
+	var p problems
+	if overlay == "" {
+		dep, p = kubernetes(t, filepath.Join(repoRoot(t), k8sDir))
+	} else {
+		dep, p = kubernetesOverlay(t, filepath.Join(repoRoot(t), k8sRoot), overlay)
+	}
 	p.expectNone(t)
 	if t.Failed() {
 		t.FailNow()
 	}
 	cfg := *dep.Config
+	if cfg.Store != "" {
+		cfg.Store = redistest.Start(t, redistest.Persistent(), redistest.Args(testRedisArgs(dep.Redis)...)).URL()
+	}
 	data := t.TempDir()
 	move := func(f string) string {
 		if f == "" {
@@ -870,6 +915,19 @@ func TestKubernetesServer(t *testing.T) {
 			t.Errorf("admin API with the Secret's token: %d", resp.StatusCode)
 		}
 	}
+	// The store takes a write (with Redis: Redis is reachable, and
+	// the store's checks of it pass).
+	req, _ = http.NewRequest(http.MethodPost, "http://"+a.AdminAddr()+"/api/v1/overrides", strings.NewReader(`{"match":{"cidr":"203.0.113.0/24"},"registries":["`+cfg.Default().Name+`"]}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := client.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("POST /api/v1/overrides: %d %s", resp.StatusCode, b)
+		}
+	}
 	cancel()
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
@@ -895,4 +953,26 @@ func parseGoMemLimit(s string) (int64, bool) {
 		return 0, false
 	}
 	return n * mult, true
+}
+
+// TestKubernetesRoot checks that deploy/k8s, kept so that
+// kubectl apply -k deploy/k8s goes on working, builds the base, object
+// for object.
+func TestKubernetesRoot(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	build := func(dir string) []byte {
+		m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.AsYaml()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if !bytes.Equal(build(k8sRoot), build(k8sDir)) {
+		t.Errorf("kustomize build %s differs from %s", k8sRoot, k8sDir)
+	}
 }

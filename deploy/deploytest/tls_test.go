@@ -28,10 +28,10 @@ const (
 	// into Envoy, in the repository while the certificates there are not.
 	composeCertsReadme = "deploy/compose/certs/README.md"
 	// certManagerExample is a cert-manager Certificate for Envoy,
-	// commented out in deploy/k8s's resources: uncommentCertManager puts it in.
+	// commented out in the base's resources: uncommentCertManager puts it in.
 	certManagerExample = "cert-manager-certificate.yaml"
-	// copyEnvoyFiles refreshes deploy/k8s/envoy's copies of deploy/envoy.
-	copyEnvoyFiles = "cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua deploy/envoy/sds-tls.yaml deploy/k8s/envoy/"
+	// copyEnvoyFiles refreshes deploy/k8s/base/envoy's copies of deploy/envoy.
+	copyEnvoyFiles = "cp deploy/envoy/envoy.yaml deploy/envoy/reghost.lua deploy/envoy/sds-tls.yaml deploy/k8s/base/envoy/"
 	// lbStopSeconds is the longest a cloud load balancer keeps sending new
 	// connections to a stopping Envoy pod's node (as the preStop check in
 	// checkKubernetes assumes).

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/reghost/reghost/internal/app"
+	"github.com/reghost/reghost/internal/atomicfile"
 	"github.com/reghost/reghost/internal/config"
 	"github.com/reghost/reghost/internal/httpapi"
 	"github.com/reghost/reghost/internal/overrides"
@@ -468,24 +469,5 @@ func differences(a, b rules.Override) []string {
 // writeFileAtomic writes data to a new file beside path, flushes it and
 // renames it over path: a reader never sees half a backup.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after the rename, nothing
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o640); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, 0o640)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/reghost/reghost/internal/atomicfile"
 	"github.com/reghost/reghost/internal/config"
 )
 
@@ -133,21 +134,5 @@ func readGeneratedToken(path string) (string, error) {
 // renames it to path: whatever was at path (a file of another mode, a
 // symbolic link) is replaced, never written through.
 func writeTokenFile(path, t string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".admin-token-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename, nothing
-	if _, err := f.WriteString(t + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, []byte(t+"\n"), 0o600)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/reghost/reghost/internal/promreg"
 )
 
 // metrics are one listener's series of the package's collectors.
@@ -26,17 +27,12 @@ func newMetrics(reg prometheus.Registerer, listener string) (*metrics, error) {
 		Name: "reghost_tls_certificate_reload_error",
 		Help: "1 while the certificate files on disk were refused at the last reload (the previous pair serves), else 0.",
 	}, []string{"listener"})
-	if reg != nil {
-		var err error
-		if expiry, err = register(reg, expiry); err != nil {
-			return nil, err
-		}
-		if reloads, err = register(reg, reloads); err != nil {
-			return nil, err
-		}
-		if failing, err = register(reg, failing); err != nil {
-			return nil, err
-		}
+	var errs [3]error
+	expiry, errs[0] = promreg.Register(reg, expiry)
+	reloads, errs[1] = promreg.Register(reg, reloads)
+	failing, errs[2] = promreg.Register(reg, failing)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("certs: registering metrics: %w", err)
 	}
 	m := &metrics{
 		expiry:  expiry.WithLabelValues(listener),
@@ -59,24 +55,9 @@ func newExpiryVec() *prometheus.GaugeVec {
 // on reg, for a listener whose certificate does not come from files (an
 // ACME CA's), so that one alert on the gauge covers every listener.
 func ExpiryGauge(reg prometheus.Registerer, listener string) (prometheus.Gauge, error) {
-	v, err := register(reg, newExpiryVec())
+	v, err := promreg.Register(reg, newExpiryVec())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("certs: registering metrics: %w", err)
 	}
 	return v.WithLabelValues(listener), nil
-}
-
-// register registers c, or returns the equal collector registered before.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("certs: registering metrics: %w", err)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/reghost/reghost/internal/promreg"
 )
 
 // metrics are the checker's collectors. Labels are registry names and
@@ -46,45 +47,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:      "1 while fewer than the panic threshold's share of probed registries are up, so that routing ignores health.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
-	}
 	// A checker built again (a config reload) on the same registerer
-	// takes over the collectors already there.
-	register := func(c prometheus.Collector) (prometheus.Collector, error) {
-		err := reg.Register(c)
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			return are.ExistingCollector, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("health: registering metrics: %w", err)
-		}
-		return c, nil
+	// carries on the collectors already there.
+	var errs [5]error
+	m.up, errs[0] = promreg.Register(reg, m.up)
+	m.duration, errs[1] = promreg.Register(reg, m.duration)
+	m.transitions, errs[2] = promreg.Register(reg, m.transitions)
+	m.errors, errs[3] = promreg.Register(reg, m.errors)
+	m.panic, errs[4] = promreg.Register(reg, m.panic)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("health: registering metrics: %w", err)
 	}
-	var err error
-	m.up, err = registerAs(register, m.up, err)
-	m.duration, err = registerAs(register, m.duration, err)
-	m.transitions, err = registerAs(register, m.transitions, err)
-	m.errors, err = registerAs(register, m.errors, err)
-	m.panic, err = registerAs(register, m.panic, err)
-	return m, err
-}
-
-// registerAs registers c unless an earlier registration failed, and
-// returns the collector to use, of c's own type.
-func registerAs[C prometheus.Collector](register func(prometheus.Collector) (prometheus.Collector, error), c C, err error) (C, error) {
-	if err != nil {
-		return c, err
-	}
-	got, err := register(c)
-	if err != nil {
-		return c, err
-	}
-	existing, ok := got.(C)
-	if !ok {
-		return c, fmt.Errorf("health: a different collector is registered under %T's name", c)
-	}
-	return existing, nil
+	return m, nil
 }
 
 // target prepares a registry's series, so that its rates and its up

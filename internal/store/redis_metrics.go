@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/reghost/reghost/internal/promreg"
 )
 
 // redisMetrics are the Redis store's collectors. Labels are operation
@@ -57,44 +58,20 @@ func newRedisMetrics(reg prometheus.Registerer) (*redisMetrics, error) {
 		}, []string{"command"}),
 	}
 	m.reachable.Set(0)
-	if reg == nil {
-		return m, nil
-	}
-	// A store opened again on the same registerer takes over the
+	// A store opened again on the same registerer carries on the
 	// collectors already there.
-	register := func(c prometheus.Collector) (prometheus.Collector, error) {
-		err := reg.Register(c)
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			return are.ExistingCollector, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store: registering metrics: %w", err)
-		}
-		return c, nil
+	var errs [7]error
+	m.reachable, errs[0] = promreg.Register(reg, m.reachable)
+	m.epoch, errs[1] = promreg.Register(reg, m.epoch)
+	m.version, errs[2] = promreg.Register(reg, m.version)
+	m.lastMessageAge, errs[3] = promreg.Register(reg, m.lastMessageAge)
+	m.delivered, errs[4] = promreg.Register(reg, m.delivered)
+	m.errors, errs[5] = promreg.Register(reg, m.errors)
+	m.latency, errs[6] = promreg.Register(reg, m.latency)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("store: registering metrics: %w", err)
 	}
-	var err error
-	m.reachable, err = registerMetric(register, m.reachable, err)
-	m.epoch, err = registerMetric(register, m.epoch, err)
-	m.version, err = registerMetric(register, m.version, err)
-	m.lastMessageAge, err = registerMetric(register, m.lastMessageAge, err)
-	m.delivered, err = registerMetric(register, m.delivered, err)
-	m.errors, err = registerMetric(register, m.errors, err)
-	m.latency, err = registerMetric(register, m.latency, err)
-	return m, err
-}
-
-func registerMetric[C prometheus.Collector](register func(prometheus.Collector) (prometheus.Collector, error), c C, err error) (C, error) {
-	if err != nil {
-		return c, err
-	}
-	got, err := register(c)
-	if err != nil {
-		return c, err
-	}
-	if existing, ok := got.(C); ok {
-		return existing, nil
-	}
-	return c, fmt.Errorf("store: a metric of another type is registered in the place of %T", c)
+	return m, nil
 }
 
 // hook times every command through go-redis's hooks.

@@ -159,6 +159,9 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	for _, o := range a.overrides.Applied() {
 		a.regions.override(o)
 	}
+	if err := a.snapshotMetrics(); err != nil {
+		return nil, err
+	}
 	if a.tokens, err = adminTokens(cfg, opts.Getenv, a.log); err != nil {
 		return nil, err
 	}

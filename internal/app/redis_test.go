@@ -232,11 +232,20 @@ func TestRedisColdStartDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if v, _ := metric(t, http.DefaultClient, "http://"+a.AdminAddr(), "reghost_store_snapshot_written_timestamp_seconds"); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("reghost_store_snapshot_written_timestamp_seconds = %v after the snapshot was written", v)
+	}
+	if v, ok := metric(t, http.DefaultClient, "http://"+a.AdminAddr(), "reghost_store_serving_snapshot"); !ok || v != 0 {
+		t.Errorf("reghost_store_serving_snapshot = %v, %v while Redis answers", v, ok)
+	}
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
 	rs.Stop()
 	again := startReplica(t, rs.URL(), a.dataDir)
+	if v, _ := metric(t, http.DefaultClient, "http://"+again.AdminAddr(), "reghost_store_serving_snapshot"); v != 1 {
+		t.Errorf("reghost_store_serving_snapshot = %v, restarted with Redis down", v)
+	}
 	if got := hostFor(t, again.App, "198.51.100.7"); got != "aws.example" {
 		t.Errorf("restarted with Redis down: %s, want the override kept on disk", got)
 	}
@@ -252,6 +261,10 @@ func TestRedisColdStartDown(t *testing.T) {
 	}
 	rs.Restart()
 	again.eventually(t, "Redis back", "198.51.100.7", "aws.example", 5*time.Second)
+	tlsWaitFor(t, "reghost_store_serving_snapshot 0 with Redis back", func() bool {
+		v, _ := metric(t, http.DefaultClient, "http://"+again.AdminAddr(), "reghost_store_serving_snapshot")
+		return v == 0
+	})
 	fresh.eventually(t, "Redis back", "198.51.100.7", "aws.example", 5*time.Second)
 }
 

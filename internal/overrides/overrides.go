@@ -112,6 +112,8 @@ type Service struct {
 	// fromSnapshot: what is applied came from the snapshot on disk, the
 	// store being unreadable at start.
 	fromSnapshot bool
+	// snapshotWritten is when keepSnapshot last wrote the file.
+	snapshotWritten time.Time
 	failed       error // the last store failure, until a store call succeeds
 }
 
@@ -178,6 +180,15 @@ func (s *Service) Version() store.Version {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.version
+}
+
+// Snapshot reports whether what is applied came from the snapshot on
+// local disk (the store could not be read at start, and has not been
+// since), and when this server last wrote that file (zero: not yet).
+func (s *Service) Snapshot() (serving bool, written time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fromSnapshot, s.snapshotWritten
 }
 
 // StoreError is the store's trouble: the last error it answered a call
@@ -475,7 +486,7 @@ func (s *Service) RemoveExpired(ctx context.Context) {
 func (s *Service) apply(ctx context.Context, c store.Change) error {
 	if c.Version == (store.Version{}) {
 		v, err := s.store.Version(ctx)
-		if err != nil || v == s.Version() {
+		if serving, _ := s.Snapshot(); err != nil || v == s.Version() && !serving {
 			return err
 		}
 		return s.reload(ctx)
@@ -488,6 +499,12 @@ func (s *Service) apply(ctx context.Context, c store.Change) error {
 // once. A gap, or a change that says to reload, reloads instead.
 func (s *Service) applyAll(ctx context.Context, changes []store.Change) error {
 	s.mu.Lock()
+	if s.fromSnapshot {
+		// The store answers again: read it whole, to leave the
+		// snapshot behind.
+		s.mu.Unlock()
+		return s.reload(ctx)
+	}
 	v := s.version
 	ovs := map[string]*rules.Override{} // nil: deleted
 	drains := map[string]*store.Drain{} // nil: undrained
@@ -562,7 +579,11 @@ func (s *Service) reload(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.loaded && !s.version.Less(st.Version) {
-		return nil // a change got here first
+		if s.fromSnapshot && st.Version == s.version {
+			s.log.Info("the store can be read again; it holds the set kept on local disk", "version", st.Version.String())
+			s.fromSnapshot = false
+		}
+		return nil // a change got here first, or nothing changed
 	}
 	s.report(s.engine.SetOverrides(st.Overrides))
 	s.drains = make(map[string]store.Drain, len(st.Drains))

@@ -78,6 +78,9 @@ func (s *Service) keepSnapshot(ctx context.Context) {
 			return time.Since(start)
 		}
 		written = v
+		s.mu.Lock()
+		s.snapshotWritten = s.now()
+		s.mu.Unlock()
 		return time.Since(start)
 	}
 	t := time.NewTimer(time.Second)

@@ -114,7 +114,7 @@ type Service struct {
 	fromSnapshot bool
 	// snapshotWritten is when keepSnapshot last wrote the file.
 	snapshotWritten time.Time
-	failed       error // the last store failure, until a store call succeeds
+	failed          error // the last store failure, until a store call succeeds
 }
 
 // New returns a service that has applied the store's current state to

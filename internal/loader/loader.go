@@ -48,6 +48,10 @@ type Config struct {
 	// State keeps what is installed; nil: a JSON file in DataDir
 	// (StateFileName).
 	State StateStore
+	// Restorer brings back a data set the State records but the data
+	// directory lacks (a fresh container); nil: none, it is fetched
+	// again.
+	Restorer Restorer
 	// Lock keeps two loaders from writing at once; nil: a flock on
 	// DataDir/LockFileName.
 	Lock Locker
@@ -76,6 +80,7 @@ type Loader struct {
 	http     *fetcher
 	pub      []Publisher
 	state    StateStore
+	restorer Restorer
 	lock     Locker
 	lockWait time.Duration
 	now      func() time.Time
@@ -100,6 +105,7 @@ func New(cfg Config) (*Loader, error) {
 		http:     f,
 		pub:      cfg.Publishers,
 		state:    cfg.State,
+		restorer: cfg.Restorer,
 		lock:     cfg.Lock,
 		lockWait: cmp.Or(cfg.LockWait, 2*time.Minute),
 		now:      cfg.Now,

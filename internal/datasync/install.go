@@ -46,6 +46,14 @@ func (s *Syncer) install(ctx context.Context, t *target, p Pointer) error {
 	if err := t.Check(tmp); err != nil {
 		return fmt.Errorf("%w: %w", errInvalid, err)
 	}
+	// A ranges file's modification time is its data's age (the server's
+	// reghost_dataset_build_timestamp_seconds): when the loader published
+	// it, on every replica alike, not when this one fetched it.
+	if !p.PublishedAt.IsZero() {
+		if err := os.Chtimes(tmp, p.PublishedAt, p.PublishedAt); err != nil {
+			return err
+		}
+	}
 	if err := os.Rename(tmp, t.Path); err != nil {
 		return fmt.Errorf("installing %s: %w", t.Path, err)
 	}

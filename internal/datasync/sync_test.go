@@ -103,14 +103,16 @@ func TestSyncInstalls(t *testing.T) {
 	}
 	asn, gcp := asnDB(t, "Google LLC"), loadertest.Snapshot(t, "gcp-cloud.json")
 	put(t, s.pub, "geoip/asn", asn)
-	put(t, s.pub, "cloud/gcp", gcp)
+	p := put(t, s.pub, "cloud/gcp", gcp)
+	time.Sleep(20 * time.Millisecond) // a fetch now is later than the publish
 	if err := sy.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	sameFile(t, s.asn, asn)
 	sameFile(t, s.gcp, gcp)
-	if fi, _ := os.Stat(s.gcp); fi.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v", fi.Mode())
+	// The data's age is the publish's, on every replica alike.
+	if fi, _ := os.Stat(s.gcp); fi.Mode().Perm() != 0o644 || !fi.ModTime().Equal(p.PublishedAt) {
+		t.Errorf("mode %v, modified %v, want 0644 and the publish time %v", fi.Mode(), fi.ModTime(), p.PublishedAt)
 	}
 	if s.count("geoip/asn", "installed") != 1 || s.count("cloud/gcp", "installed") != 1 || strings.Join(s.installed, " ") != "geoip/asn cloud/gcp" {
 		t.Errorf("installed: %v; metrics %v %v", s.installed, s.count("geoip/asn", "installed"), s.count("cloud/gcp", "installed"))

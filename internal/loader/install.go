@@ -253,7 +253,9 @@ func (l *Loader) present(ctx context.Context, set Set, dest string, rec SetState
 	if intact(rec, dest) {
 		return true
 	}
-	if l.restorer == nil || !write || rec.SHA256 == "" || rec.File != dest {
+	// The record's file may be elsewhere (another pod's data directory):
+	// the content is what counts.
+	if l.restorer == nil || !write || rec.SHA256 == "" {
 		return false
 	}
 	s, err := newStaging(dest, maxRestore)

@@ -60,8 +60,9 @@ type Options struct {
 	HealthRootCAs *x509.CertPool
 	HealthProxy   func(*http.Request) (*url.URL, error)
 	// With a Redis store, how long a start waits for the data sets in
-	// Redis before it serves without them (30s), and how often Redis is
-	// looked at besides its messages (30s); see datasync.go.
+	// Redis before it serves without them (20s: within a liveness probe
+	// of three failures 10s apart), and how often Redis is looked at
+	// besides its messages (30s); see datasync.go.
 	DataSyncTimeout, DataSyncPoll time.Duration
 }
 

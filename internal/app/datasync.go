@@ -62,7 +62,7 @@ func (a *App) openDataSync(cfg *config.Config) error {
 		return err
 	}
 	a.dataSync = &dataSync{client: client, syncer: syncer}
-	timeout := cmp.Or(a.opts.DataSyncTimeout, 30*time.Second)
+	timeout := cmp.Or(a.opts.DataSyncTimeout, 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()

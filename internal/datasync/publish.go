@@ -120,6 +120,8 @@ func (c *Client) publish(ctx context.Context, p Pointer, content io.Reader) (_ P
 	}
 	p.PublishedAt = time.Now().UTC()
 
+	// The replaced version's content, to expire; with none, the new
+	// one's key stands in and the script expires nothing.
 	newKey, oldKey := c.keys.content(p.Name, p.ID), c.keys.content(p.Name, p.ID)
 	if hasOld && old.ID != "" {
 		oldKey = c.keys.content(p.Name, old.ID)

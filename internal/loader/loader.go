@@ -5,6 +5,9 @@
 //
 // Every data set goes the same way:
 //
+//	restore   a data set the State records but the data directory lacks
+//	          (a fresh container) is brought back by the Restorer, from
+//	          where it was published, so that what follows compares with it
 //	fetch     HTTP with retries for what is worth retrying (5xx, 408,
 //	          network errors), none for what is not (401, 403, 429), and
 //	          an idle deadline that cuts a stalled transfer

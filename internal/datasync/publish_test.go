@@ -2,8 +2,11 @@ package datasync
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -246,18 +249,46 @@ func (p *pausingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Every key is in the prefix's hash slot: a publish, a fetch and the
-// loader state work on a Redis Cluster.
+// Every key is in the prefix's hash slot: a publish, a fetch, the
+// loader state and a server following the channel work on a Redis
+// Cluster.
 func TestPublishCluster(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t)
 	c := newClusterClient(t, cl)
 	b, _ := content(2500, 8)
-	p := put(t, c, "geoip/country", b)
+	p := put(t, c, "cloud/oracle", b)
 	var got bytes.Buffer
 	if err := c.Fetch(t.Context(), p, &got); err != nil || !bytes.Equal(got.Bytes(), b) {
 		t.Fatalf("fetch on a Cluster: %v", err)
 	}
+	st := c.State()
+	if err := st.Save(t.Context(), stateWith("cloud/oracle", p.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.State().Load(t.Context()); err != nil || got.Sets["cloud/oracle"].SHA256 != p.SHA256 {
+		t.Fatalf("state on a Cluster: %+v, %v", got, err)
+	}
+
+	dest := filepath.Join(t.TempDir(), "oracle.json")
+	sy, err := NewSyncer(SyncerConfig{Client: newClusterClient(t, cl), Poll: time.Minute,
+		Targets: []Target{{Name: "cloud/oracle", Path: dest, Check: func(string) error { return nil }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { sy.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // subscribed
 	b2, _ := content(1000, 9)
-	put(t, c, "geoip/country", b2)
+	put(t, c, "cloud/oracle", b2)
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if got, _ := os.ReadFile(dest); bytes.Equal(got, b2) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a server on a Cluster did not follow a publish")
+		}
+	}
 }

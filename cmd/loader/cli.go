@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/reghost/reghost/internal/app"
+	"github.com/reghost/reghost/internal/datasync"
 	"github.com/reghost/reghost/internal/loader"
 )
 
@@ -128,14 +130,21 @@ func (c cli) logger(f commonFlags) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(c.stderr, opts))
 }
 
-// newLoader builds the Loader of a run from the common flags.
-func (c cli) newLoader(f commonFlags, dataDir string, log *slog.Logger) (*loader.Loader, error) {
+// errRedis marks a failure to reach the Redis a config names.
+var errRedis = errors.New("the store's Redis")
+
+// newLoader builds the Loader of a run from the common flags. With a
+// config whose store is Redis, every data set it installs is published
+// there for the servers (internal/datasync), its state is kept there,
+// and a data set the state records is restored from there into a fresh
+// data directory. done releases the Loader and its Redis client.
+func (c cli) newLoader(f commonFlags, p paths, log *slog.Logger) (l *loader.Loader, done func(), err error) {
 	var progress loader.Progress
 	if c.terminal {
 		progress = progressBar(c.stderr)
 	}
-	return loader.New(loader.Config{
-		DataDir:  dataDir,
+	cfg := loader.Config{
+		DataDir:  p.dataDir,
 		Logger:   log,
 		LockWait: f.lockWait,
 		HTTP: loader.HTTPConfig{
@@ -146,7 +155,40 @@ func (c cli) newLoader(f commonFlags, dataDir string, log *slog.Logger) (*loader
 			UserAgent:   "reghost-loader",
 			Progress:    progress,
 		},
-	})
+	}
+	var data *datasync.Client
+	if p.cfg != nil {
+		if data, err = app.OpenDataSets(p.cfg, log); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", errRedis, err)
+		}
+	}
+	if data != nil {
+		cfg.Publishers, cfg.State, cfg.Restorer = []loader.Publisher{data}, data.State(), data
+		log.Info("the data sets installed are published to the store's Redis, and the loader's state is kept there")
+	}
+	if l, err = loader.New(cfg); err != nil {
+		if data != nil {
+			data.Close()
+		}
+		return nil, nil, err
+	}
+	return l, func() {
+		l.Close()
+		if data != nil {
+			data.Close()
+		}
+	}, nil
+}
+
+// startFailed reports a Loader that could not be built: a Redis that the
+// config names but cannot be used fails the run (1), anything else is
+// bad usage (2).
+func (c cli) startFailed(fs *flag.FlagSet, err error) int {
+	if errors.Is(err, errRedis) {
+		fmt.Fprintf(c.stderr, "loader %s: %v\n", fs.Name(), err)
+		return exitFail
+	}
+	return c.usageError(fs, err.Error())
 }
 
 // finish writes the report and turns the run's error into the exit

@@ -89,11 +89,11 @@ func (c cli) cloud(args []string) int {
 		return c.usageError(fs, "the config names no cloud_ranges file: nothing to fetch")
 	}
 	log := c.logger(f.commonFlags)
-	l, err := c.newLoader(f.commonFlags, p.dataDir, log)
+	l, done, err := c.newLoader(f.commonFlags, p, log)
 	if err != nil {
-		return c.usageError(fs, err.Error())
+		return c.startFailed(fs, err)
 	}
-	defer l.Close()
+	defer done()
 	ctx, cancel := c.context(f.commonFlags)
 	defer cancel()
 	rep, err := l.Cloud(ctx, loader.CloudRequest{

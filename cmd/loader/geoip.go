@@ -85,11 +85,11 @@ func (c cli) geoip(args []string) int {
 	if err != nil {
 		return c.usageError(fs, err.Error())
 	}
-	l, err := c.newLoader(f.commonFlags, p.dataDir, log)
+	l, done, err := c.newLoader(f.commonFlags, p, log)
 	if err != nil {
-		return c.usageError(fs, err.Error())
+		return c.startFailed(fs, err)
 	}
-	defer l.Close()
+	defer done()
 	ctx, cancel := c.context(f.commonFlags)
 	defer cancel()
 	rep, err := l.GeoIP(ctx, loader.GeoIPRequest{
@@ -116,11 +116,11 @@ func (c cli) geoipFile(fs *flag.FlagSet, f geoipFlags, p paths, probes []netip.A
 	if !ok {
 		return c.usageError(fs, fmt.Sprintf("the config has no geoip.%s file to install to", f.kind))
 	}
-	l, err := c.newLoader(f.commonFlags, p.dataDir, log)
+	l, done, err := c.newLoader(f.commonFlags, p, log)
 	if err != nil {
-		return c.usageError(fs, err.Error())
+		return c.startFailed(fs, err)
 	}
-	defer l.Close()
+	defer done()
 	ctx, cancel := c.context(f.commonFlags)
 	defer cancel()
 	rep, err := l.GeoIPFile(ctx, loader.GeoIPFileRequest{

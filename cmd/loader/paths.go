@@ -38,6 +38,9 @@ type paths struct {
 	// ruleRegions lists the regions the config's rules name, per
 	// provider; nil under --data-dir.
 	ruleRegions map[string][]string
+	// cfg is the config under --config, nil under --data-dir: its store
+	// says where to publish.
+	cfg *config.Config
 }
 
 // resolve reads the data paths from --config, or makes them from
@@ -81,7 +84,7 @@ func resolveRelative(f commonFlags) (paths, error) {
 	if err != nil {
 		return paths{}, err
 	}
-	p := paths{dataDir: cfg.DataDir, geoip: map[string]string{}, cloud: map[string]string{}, ruleRegions: map[string][]string{}}
+	p := paths{dataDir: cfg.DataDir, geoip: map[string]string{}, cloud: map[string]string{}, ruleRegions: map[string][]string{}, cfg: cfg}
 	if cfg.GeoIP.ASN != "" {
 		p.geoip["asn"] = cfg.GeoIP.ASN
 	}

@@ -881,8 +881,19 @@ func TestComposeRun(t *testing.T) {
 			t.Errorf("after the loaders: %v", err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(hostPath(p.Services[composeLoader], dep.Config.DataDir), "loader-state.json")); err != nil {
-		t.Errorf("the loaders' state is not in their data_dir: %v", err)
+	// With the Redis store the loaders publish every data set there, and
+	// keep their state there rather than in their data_dir.
+	if n, want := rs.Do("HLEN", "{reghost}:loader-state"), int64(len(dataFiles(dep.Config))); n != want {
+		t.Errorf("the loaders' state in Redis has %v data sets, want %d", n, want)
+	}
+	published := 0
+	for _, k := range rs.Do("KEYS", "{reghost}:data:*").([]any) {
+		if !strings.Contains(strings.TrimPrefix(k.(string), "{reghost}:data:"), ":") {
+			published++ // a pointer, not a version's content
+		}
+	}
+	if want := len(dataFiles(dep.Config)); published != want {
+		t.Errorf("%d data sets published to Redis, want %d", published, want)
 	}
 
 	// The replicas, with the image's arguments, the token in the variable

@@ -59,6 +59,11 @@ type Options struct {
 	// environment (HTTPS_PROXY and friends).
 	HealthRootCAs *x509.CertPool
 	HealthProxy   func(*http.Request) (*url.URL, error)
+	// With a Redis store, how long a start waits for the data sets in
+	// Redis before it serves without them (20s: within a liveness probe
+	// of three failures 10s apart), and how often Redis is looked at
+	// besides its messages (30s); see datasync.go.
+	DataSyncTimeout, DataSyncPoll time.Duration
 }
 
 // App is a configured reghost server.
@@ -76,6 +81,7 @@ type App struct {
 	regions   *regionWarner
 	tokens    map[string]string // admin tokens by name
 	traffic   *traffic.Recorder
+	dataSync  *dataSync // nil without a Redis store
 
 	public, admin               *http.Server
 	publicHandler, adminHandler atomic.Pointer[http.Handler]
@@ -106,6 +112,9 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		}
 	}()
 
+	if err := a.openDataSync(cfg); err != nil {
+		return nil, err
+	}
 	var err error
 	a.geo, err = geo.Open(geo.Config{ASN: cfg.GeoIP.ASN, Country: cfg.GeoIP.Country, Logger: a.log})
 	if err != nil {
@@ -289,27 +298,9 @@ func openStore(cfg *config.Config, opts Options, log *slog.Logger, reg prometheu
 		return b, nil
 	}
 	redis.SetLogger(store.RedisLogger(log))
-	r := cfg.Redis
-	wait := r.WaitReplicas
-	if wait == 0 {
-		wait = store.WaitAuto
-	} else if wait < 0 {
-		wait = store.WaitNone
-	}
-	rs, err := store.OpenRedis(context.Background(), store.RedisOptions{
-		URL:                  cfg.Store,
-		Prefix:               r.Prefix,
-		PasswordFile:         r.PasswordFile,
-		SentinelPasswordFile: r.SentinelPasswordFile,
-		TLS:                  store.RedisTLS{CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
-		ClientName:           r.ClientName,
-		DialTimeout:          r.Timeout,
-		ReadTimeout:          r.Timeout,
-		WriteTimeout:         r.Timeout,
-		WaitReplicas:         wait,
-		Logger:               log,
-		Registerer:           reg,
-	})
+	ro := redisOptions(cfg)
+	ro.Logger, ro.Registerer = log, reg
+	rs, err := store.OpenRedis(context.Background(), ro)
 	if err != nil {
 		return nil, err
 	}
@@ -398,6 +389,7 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.cloud.Run(ctx) })
+	wg.Go(func() { a.runDataSync(ctx) })
 	wg.Go(func() { a.prober.run(ctx) })
 	wg.Go(func() { a.overrides.Run(ctx) })
 	wg.Go(func() { a.traffic.Run(ctx) })
@@ -428,6 +420,7 @@ func (a *App) Serve(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	a.closeDataSync()
 	if a.store != nil {
 		a.store.Close()
 	}

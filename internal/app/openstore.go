@@ -2,8 +2,10 @@ package app
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/datasync"
 	"github.com/reghost/reghost/internal/store"
 )
 
@@ -23,4 +25,53 @@ func OpenStore(cfg *config.Config, log *slog.Logger, readOnly bool) (store.Store
 		return b, nil
 	}
 	return openStore(cfg, Options{}, log, nil)
+}
+
+// redisOptions are the Redis store's options from cfg.
+func redisOptions(cfg *config.Config) store.RedisOptions {
+	r := cfg.Redis
+	wait := r.WaitReplicas
+	if wait == 0 {
+		wait = store.WaitAuto
+	} else if wait < 0 {
+		wait = store.WaitNone
+	}
+	return store.RedisOptions{
+		URL:                  cfg.Store,
+		Prefix:               r.Prefix,
+		PasswordFile:         r.PasswordFile,
+		SentinelPasswordFile: r.SentinelPasswordFile,
+		TLS:                  store.RedisTLS{CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ServerName: r.TLS.ServerName},
+		ClientName:           r.ClientName,
+		DialTimeout:          r.Timeout,
+		ReadTimeout:          r.Timeout,
+		WriteTimeout:         r.Timeout,
+		WaitReplicas:         wait,
+	}
+}
+
+// dataTimeout bounds one Redis command on the data sets: a chunk is a
+// megabyte, not a 500 ms read on every link. Dialling keeps the store's
+// timeout, so that a Redis that is down is known as fast.
+const dataTimeout = 30 * time.Second
+
+// OpenDataSets connects to the Redis of cfg's store: for the data sets
+// the loader publishes there and the servers fetch (internal/datasync).
+// It is nil, with no error, when cfg's store is the embedded one.
+func OpenDataSets(cfg *config.Config, log *slog.Logger) (*datasync.Client, error) {
+	if cfg.Store == "" {
+		return nil, nil
+	}
+	opts := redisOptions(cfg)
+	opts.ReadTimeout, opts.WriteTimeout = max(opts.ReadTimeout, dataTimeout), max(opts.WriteTimeout, dataTimeout)
+	rdb, err := store.NewRedisClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := datasync.NewClient(datasync.ClientConfig{Redis: rdb, Prefix: cfg.Redis.Prefix, Logger: log})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return c, nil
 }

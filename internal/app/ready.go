@@ -65,6 +65,9 @@ func (a *App) readiness() Readiness {
 			problem("cloud_ranges.%s: serving the last good ranges: %s", d.Provider, d.Err)
 		}
 	}
+	for _, p := range a.dataSyncProblems() {
+		problem("%s", p)
+	}
 	return r
 }
 

@@ -120,6 +120,11 @@ func (s *Set) Run(ctx context.Context) {
 	}
 }
 
+// Check loads the files that changed now rather than at the next poll
+// (a file the caller has just replaced), and returns the errors of
+// those that could not be loaded.
+func (s *Set) Check() error { return s.check(false) }
+
 // Reload reads every file again now, changed or not, and returns the
 // errors of those that could not be loaded (their last good ranges keep
 // serving).

@@ -104,6 +104,11 @@ func (d *DB) Run(ctx context.Context) error {
 	}
 }
 
+// Check loads every database whose file changed now, rather than at the
+// next file system event or poll (a file the caller has just replaced,
+// maybe in a directory that did not exist when Run started watching).
+func (d *DB) Check() { d.check() }
+
 // check loads every database whose file changed since it was last loaded or
 // refused. Failures are logged and kept for DataSets by load.
 func (d *DB) check() {

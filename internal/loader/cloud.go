@@ -159,7 +159,7 @@ func (l *Loader) provider(ctx context.Context, req CloudRequest, p Provider, st 
 		}
 	}
 	res.URL = redact(u)
-	installed := intact(rec, p.Dest)
+	installed := l.present(ctx, set, p.Dest, rec, !req.DryRun)
 
 	// Ask only for something newer than what is installed, when the
 	// server can tell (ETag, Last-Modified).

@@ -184,12 +184,13 @@ func (l *Loader) edition(ctx context.Context, mm *maxmind, req GeoIPRequest, e E
 	if rec.Edition == e.ID {
 		res.Previous = rec.Release
 	}
+	have := l.present(ctx, set, e.Dest, rec, !req.DryRun)
 	rel, err := mm.latest(ctx, e.ID)
 	if err != nil {
 		return res, err
 	}
 	res.Release = rel.Date
-	if rec.Edition == e.ID && rec.Release == rel.Date && intact(rec, e.Dest) {
+	if rec.Edition == e.ID && rec.Release == rel.Date && have {
 		res.Action = ActionUnchanged
 		res.BuildTime = rec.BuildTime
 		l.log.Info("GeoIP database is current; nothing downloaded", "edition", e.ID, "release", rel.Date, "file", e.Dest)
@@ -270,6 +271,8 @@ func (l *Loader) GeoIPFile(ctx context.Context, req GeoIPFileRequest) (GeoIPRepo
 		return fail(err)
 	}
 	defer release()
+	set := Set{"geoip", req.Role}
+	l.present(ctx, set, req.Dest, st.Sets[set.String()], true) // the build time to compare with
 	// Copy first, then check the copy: what is checked is what is
 	// installed, whatever happens to the source meanwhile.
 	s, err := stage(req.Dest, f, defaultMaxDatabase)
@@ -277,7 +280,6 @@ func (l *Loader) GeoIPFile(ctx context.Context, req GeoIPFileRequest) (GeoIPRepo
 		return fail(fmt.Errorf("copying %s: %w", abs, err))
 	}
 	defer s.remove()
-	set := Set{"geoip", req.Role}
 	ds, err := l.checkDatabase(s.path, req.Role, req.Dest, req.Probes, req.Force)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", abs, err))

@@ -52,6 +52,20 @@ type Publisher interface {
 	Publish(ctx context.Context, in Installed) error
 }
 
+// Restorer brings back into the data directory a data set that the state
+// records as installed but whose file is missing or not as recorded: a
+// loader in a fresh container (a CronJob pod without a persistent
+// volume) whose state and data sets are kept in Redis. The file is then
+// what the next checks compare with (the release installed, the prefix
+// count, the build time), as if the data directory had persisted.
+//
+// Restore writes to w the content of set as published, when its SHA-256
+// is sum; ok is false, with nothing written, when what is published is
+// something else or nothing.
+type Restorer interface {
+	Restore(ctx context.Context, set Set, sum string, w io.Writer) (ok bool, err error)
+}
+
 // Locker keeps two loaders from writing the same data sets at once.
 // Lock waits until it holds the lock or ctx is done; the returned
 // function releases it. A Redis implementation (a key with a token and
@@ -226,6 +240,53 @@ func intact(rec SetState, dest string) bool {
 	}
 	sum, ok := fileSHA256(dest)
 	return ok && sum == rec.SHA256
+}
+
+// maxRestore bounds a restored file: the largest database accepted.
+const maxRestore = defaultMaxDatabase
+
+// present reports whether the data set rec records is at dest as
+// recorded, bringing it back through the Restorer first when it is not
+// and the run may write (not a dry run). A restore that fails is logged
+// and leaves dest as it was: the data set is then fetched again.
+func (l *Loader) present(ctx context.Context, set Set, dest string, rec SetState, write bool) bool {
+	if intact(rec, dest) {
+		return true
+	}
+	// The record's file may be elsewhere (another pod's data directory):
+	// the content is what counts.
+	if l.restorer == nil || !write || rec.SHA256 == "" {
+		return false
+	}
+	s, err := newStaging(dest, maxRestore)
+	if err != nil {
+		l.log.Warn("cannot restore the installed data set; fetching it again", "set", set.String(), "file", dest, "err", err)
+		return false
+	}
+	ok, err := l.restorer.Restore(ctx, set, rec.SHA256, s)
+	if err != nil || !ok {
+		s.abort()
+		if err != nil {
+			l.log.Warn("cannot restore the installed data set; fetching it again", "set", set.String(), "file", dest, "err", err)
+		} else {
+			l.log.Info("the data set the state records is not the one published; fetching it again", "set", set.String(), "sha256", rec.SHA256)
+		}
+		return false
+	}
+	st, err := s.finish()
+	if err == nil && st.sha256 != rec.SHA256 {
+		st.remove()
+		err = fmt.Errorf("restored content has SHA-256 %s, not %s", st.sha256, rec.SHA256)
+	}
+	if err == nil {
+		err = st.install()
+	}
+	if err != nil {
+		l.log.Warn("cannot restore the installed data set; fetching it again", "set", set.String(), "file", dest, "err", err)
+		return false
+	}
+	l.log.Info("restored the installed data set from where it is published", "set", set.String(), "file", dest, "sha256", rec.SHA256)
+	return true
 }
 
 // publish tells every publisher, in order, of an installed data set.

@@ -5,6 +5,9 @@
 //
 // Every data set goes the same way:
 //
+//	restore   a data set the State records but the data directory lacks
+//	          (a fresh container) is brought back by the Restorer, from
+//	          where it was published, so that what follows compares with it
 //	fetch     HTTP with retries for what is worth retrying (5xx, 408,
 //	          network errors), none for what is not (401, 403, 429), and
 //	          an idle deadline that cuts a stalled transfer
@@ -48,6 +51,10 @@ type Config struct {
 	// State keeps what is installed; nil: a JSON file in DataDir
 	// (StateFileName).
 	State StateStore
+	// Restorer brings back a data set the State records but the data
+	// directory lacks (a fresh container); nil: none, it is fetched
+	// again.
+	Restorer Restorer
 	// Lock keeps two loaders from writing at once; nil: a flock on
 	// DataDir/LockFileName.
 	Lock Locker
@@ -76,6 +83,7 @@ type Loader struct {
 	http     *fetcher
 	pub      []Publisher
 	state    StateStore
+	restorer Restorer
 	lock     Locker
 	lockWait time.Duration
 	now      func() time.Time
@@ -100,6 +108,7 @@ func New(cfg Config) (*Loader, error) {
 		http:     f,
 		pub:      cfg.Publishers,
 		state:    cfg.State,
+		restorer: cfg.Restorer,
 		lock:     cfg.Lock,
 		lockWait: cmp.Or(cfg.LockWait, 2*time.Minute),
 		now:      cfg.Now,

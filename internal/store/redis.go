@@ -261,28 +261,64 @@ func cmpOr[T comparable](v, def T) T {
 
 // connect builds the go-redis client for the URL's mode.
 func (r *Redis) connect() error {
-	o := r.opts
-	u, err := url.Parse(o.URL)
-	if err != nil {
-		// url.Error repeats the URL, password and all.
-		return fmt.Errorf("store: the Redis URL does not parse; check its form (redis://[user:password@]host:6379/0)")
-	}
-	r.where = u.Redacted()
-	q := u.Query()
-	if q.Has("max_retries") {
-		return fmt.Errorf("store: Redis URL %s: remove max_retries; reghost never retries writes (one could apply twice) and retries reads itself", r.where)
-	}
-	tlsConfig, err := o.TLS.config(u)
+	c, err := newRedisClient(r.opts, r.m.hook())
 	if err != nil {
 		return err
 	}
+	r.mode, r.where, r.rdb, r.cluster = c.mode, c.where, c.rdb, c.cluster
+	return nil
+}
+
+// NewRedisClient builds a go-redis client from opts as the store builds
+// its own (URL, mode, password files, TLS, client name, timeouts, no
+// retries), for other data kept under the same prefix: the data sets
+// the loader publishes (internal/datasync). Only the client options
+// apply; the caller closes it.
+func NewRedisClient(opts RedisOptions) (redis.UniversalClient, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c, err := newRedisClient(opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.rdb, nil
+}
+
+// redisClient is a client and what the store says of it.
+type redisClient struct {
+	mode    string // standalone, sentinel, cluster
+	where   string // the URL without its password, for messages
+	rdb     redis.UniversalClient
+	cluster *redis.ClusterClient // set in Cluster mode
+}
+
+// newRedisClient builds the go-redis client for the URL's mode, with
+// hook on every connection unless it is nil.
+func newRedisClient(o RedisOptions, hook redis.Hook) (redisClient, error) {
+	var c redisClient
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		// url.Error repeats the URL, password and all.
+		return c, fmt.Errorf("store: the Redis URL does not parse; check its form (redis://[user:password@]host:6379/0)")
+	}
+	c.where = u.Redacted()
+	q := u.Query()
+	if q.Has("max_retries") {
+		return c, fmt.Errorf("store: Redis URL %s: remove max_retries; reghost never retries writes (one could apply twice) and retries reads itself", c.where)
+	}
+	tlsConfig, err := o.TLS.config(u)
+	if err != nil {
+		return c, err
+	}
 	if tlsConfig != nil && u.Scheme != "rediss" {
-		return fmt.Errorf("store: Redis TLS files are set but the URL %s is not rediss://", r.where)
+		return c, fmt.Errorf("store: Redis TLS files are set but the URL %s is not rediss://", c.where)
 	}
 	var creds func(context.Context) (string, string, error)
 	if o.PasswordFile != "" {
 		if _, err := readSecret(o.PasswordFile); err != nil {
-			return err
+			return c, err
 		}
 		path := o.PasswordFile
 		creds = func(context.Context) (string, string, error) {
@@ -293,30 +329,29 @@ func (r *Redis) connect() error {
 		}
 	}
 	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	hook := r.m.hook()
 
 	switch {
 	case q.Has("master_name"):
 		fo, err := redis.ParseFailoverURL(o.URL)
 		if err != nil {
-			return fmt.Errorf("store: Redis Sentinel URL %s: %w", r.where, redactErr(err, u))
+			return c, fmt.Errorf("store: Redis Sentinel URL %s: %w", c.where, redactErr(err, u))
 		}
 		if fo.MasterName == "" {
-			return fmt.Errorf("store: Redis Sentinel URL %s: master_name is empty", r.where)
+			return c, fmt.Errorf("store: Redis Sentinel URL %s: master_name is empty", c.where)
 		}
 		if creds != nil {
 			if fo.Password != "" {
-				return fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", r.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
 			}
 			user := fo.Username
 			fo.CredentialsProviderContext = withUser(user, creds)
 		}
 		if o.SentinelPasswordFile != "" {
 			if fo.SentinelPassword != "" {
-				return fmt.Errorf("store: Redis URL %s has a Sentinel password and SentinelPasswordFile is set: keep one", r.where)
+				return c, fmt.Errorf("store: Redis URL %s has a Sentinel password and SentinelPasswordFile is set: keep one", c.where)
 			}
 			if fo.SentinelPassword, err = readSecret(o.SentinelPasswordFile); err != nil {
-				return err
+				return c, err
 			}
 		}
 		fo.ClientName = cmpOr(fo.ClientName, o.ClientName)
@@ -329,16 +364,18 @@ func (r *Redis) connect() error {
 		if tlsConfig != nil {
 			fo.TLSConfig = tlsConfig
 		}
-		r.mode, r.rdb = "sentinel", redis.NewFailoverClient(fo)
-		r.rdb.AddHook(hook)
+		c.mode, c.rdb = "sentinel", redis.NewFailoverClient(fo)
+		if hook != nil {
+			c.rdb.AddHook(hook)
+		}
 	case q.Has("addr"):
 		co, err := redis.ParseClusterURL(o.URL)
 		if err != nil {
-			return fmt.Errorf("store: Redis Cluster URL %s: %w", r.where, redactErr(err, u))
+			return c, fmt.Errorf("store: Redis Cluster URL %s: %w", c.where, redactErr(err, u))
 		}
 		if creds != nil {
 			if co.Password != "" {
-				return fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", r.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
 			}
 			co.CredentialsProviderContext = withUser(co.Username, creds)
 		}
@@ -353,19 +390,21 @@ func (r *Redis) connect() error {
 		if tlsConfig != nil {
 			co.TLSConfig = tlsConfig
 		}
-		c := redis.NewClusterClient(co)
+		cc := redis.NewClusterClient(co)
 		// Node clients carry the hook: writes go straight to the node that
 		// holds the slot (see primary), past the Cluster client.
-		c.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
-		r.mode, r.rdb, r.cluster = "cluster", c, c
+		if hook != nil {
+			cc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
+		}
+		c.mode, c.rdb, c.cluster = "cluster", cc, cc
 	default:
 		so, err := redis.ParseURL(o.URL)
 		if err != nil {
-			return fmt.Errorf("store: Redis URL %s: %w", r.where, redactErr(err, u))
+			return c, fmt.Errorf("store: Redis URL %s: %w", c.where, redactErr(err, u))
 		}
 		if creds != nil {
 			if so.Password != "" {
-				return fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", r.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
 			}
 			so.CredentialsProviderContext = withUser(so.Username, creds)
 		}
@@ -380,10 +419,12 @@ func (r *Redis) connect() error {
 		if tlsConfig != nil {
 			so.TLSConfig = tlsConfig
 		}
-		r.mode, r.rdb = "standalone", redis.NewClient(so)
-		r.rdb.AddHook(hook)
+		c.mode, c.rdb = "standalone", redis.NewClient(so)
+		if hook != nil {
+			c.rdb.AddHook(hook)
+		}
 	}
-	return nil
+	return c, nil
 }
 
 func withUser(user string, creds func(context.Context) (string, string, error)) func(context.Context) (string, string, error) {

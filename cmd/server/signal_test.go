@@ -151,6 +151,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "reghost.yaml")
+	gcpRanges, err := filepath.Abs("../../testdata/cloud/gcp-cloud.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	writeConfig := func(listen, registry string) {
 		t.Helper()
 		text := fmt.Sprintf(`listen: %s
@@ -159,9 +163,11 @@ data_dir: %s
 registries:
   - {name: hub, url: "https://registry-1.docker.io", default: true}
   - {name: quay, url: "https://quay.io"}
+cloud_ranges:
+  gcp: %s
 rules:
   - {match: {cidr: 192.0.2.0/24}, registries: [%s]}
-`, listen, dir, registry)
+`, listen, dir, gcpRanges, registry)
 		if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +216,10 @@ rules:
 		t.Fatalf("before the reload: %q", got)
 	}
 
-	// A new rule applies; a new listen address needs a restart.
+	// A new rule applies; a new listen address needs a restart; the data
+	// files are read again, though they did not change.
+	loads := func() int { return strings.Count(log(), `"msg":"cloud ranges reloaded","provider":"gcp"`) }
+	loadsBefore := loads() // 0: the first load is not logged, and polling reloads only a changed file
 	writeConfig("127.0.0.1:1", "quay")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -219,6 +228,7 @@ rules:
 	waitFor(t, "the restart warning", func() bool {
 		return strings.Contains(log(), "some settings need a restart") && strings.Contains(log(), `"keys":"listen"`)
 	})
+	waitFor(t, "the GCP ranges to be read again", func() bool { return loads() > loadsBefore })
 
 	// A config that does not apply: logged, and the old one serves.
 	writeConfig("127.0.0.1:0", "nonesuch")

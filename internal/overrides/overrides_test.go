@@ -3,12 +3,16 @@ package overrides_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/reghost/reghost/internal/logtest"
 	"github.com/reghost/reghost/internal/overrides"
 	"github.com/reghost/reghost/internal/policy"
 	"github.com/reghost/reghost/internal/rules"
@@ -285,6 +289,62 @@ func TestStoreError(t *testing.T) {
 	}
 	if err := e.svc.StoreError(); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("StoreError = %v, want the store's error", err)
+	}
+}
+
+// failingWrites is a real store whose Create fails while fail is set, as
+// a full disk or a lost Redis would make it.
+type failingWrites struct {
+	store.Store
+	fail atomic.Bool
+}
+
+var errDiskFull = fmt.Errorf("%w: disk full", store.ErrUnavailable)
+
+func (f *failingWrites) Create(ctx context.Context, who string, o rules.Override) (store.Version, error) {
+	if f.fail.Load() {
+		return store.Version{}, errDiskFull
+	}
+	return f.Store.Create(ctx, who, o)
+}
+
+// A failed write is logged at ERROR once, not once a write, and reported
+// until a write succeeds, which is logged too.
+func TestStoreErrorUntilAWriteWorks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	st := &failingWrites{Store: e.store}
+	var logs logtest.Buffer
+	svc, err := overrides.New(t.Context(), overrides.Config{Store: st, Engine: e.engine, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/24"} {
+		if _, _, err := svc.Create(t.Context(), "alice", cidr("", p, "hub")); !errors.Is(err, errDiskFull) {
+			t.Fatalf("Create while writes fail: %v", err)
+		}
+	}
+	if err := svc.StoreError(); !errors.Is(err, errDiskFull) {
+		t.Errorf("StoreError = %v, want the write's error", err)
+	}
+	if n := strings.Count(logs.String(), `"level":"ERROR","msg":"the override store failed; changes are not being saved","err":"store: unavailable: disk full"`); n != 1 {
+		t.Errorf("%d ERROR lines for two failed writes, want 1:\n%s", n, logs.String())
+	}
+	if e.where("192.0.2.1") != "k8s" {
+		t.Error("an override that was not stored decides")
+	}
+
+	st.fail.Store(false)
+	if _, _, err := svc.Create(t.Context(), "alice", cidr("", "192.0.2.0/24", "hub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.StoreError(); err != nil {
+		t.Errorf("StoreError after a write worked = %v", err)
+	}
+	if !strings.Contains(logs.String(), `"level":"INFO","msg":"the override store works again"`) {
+		t.Errorf("no line saying the store works again:\n%s", logs.String())
 	}
 }
 

@@ -235,7 +235,7 @@ func (a *App) handlers(cfg *config.Config, tokens map[string]string) (pub, adm h
 	if err != nil {
 		return nil, nil, err
 	}
-	page, err := a.newWeb(tokens)
+	page, err := a.newWeb(cfg, tokens)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -261,23 +261,25 @@ func current(h *atomic.Pointer[http.Handler]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) })
 }
 
-// newWeb builds the admin page, or nil when the store keeps no sessions.
-func (a *App) newWeb(tokens map[string]string) (http.Handler, error) {
+// newWeb builds the admin page for cfg, or nil when the store keeps no
+// sessions.
+func (a *App) newWeb(cfg *config.Config, tokens map[string]string) (http.Handler, error) {
 	sessions, ok := a.store.(web.Sessions)
 	if !ok {
 		a.log.Warn("the admin page is off: this store keeps no sign-in sessions")
 		return nil, nil
 	}
 	return web.New(web.Config{
-		Overrides: a.overrides,
-		Engine:    a.engine,
-		Sessions:  sessions,
-		Tokens:    tokens,
-		DataSets:  func() web.DataSets { return web.DataSets{GeoIP: a.geo.DataSets(), Cloud: a.cloud.DataSets()} },
-		Health:    a.prober.registryHealth,
-		Traffic:   a.traffic,
-		Logger:    a.log,
-		TLS:       a.cfg.Admin.TLS.On(), // restart-only: a.cfg's is the one serving
+		Overrides:      a.overrides,
+		Engine:         a.engine,
+		Sessions:       sessions,
+		Tokens:         tokens,
+		DataSets:       func() web.DataSets { return web.DataSets{GeoIP: a.geo.DataSets(), Cloud: a.cloud.DataSets()} },
+		Health:         a.prober.registryHealth,
+		Traffic:        a.traffic,
+		Logger:         a.log,
+		TLS:            a.cfg.Admin.TLS.On(), // restart-only: a.cfg's is the one serving
+		TrustedOrigins: cfg.Admin.TrustedOrigins,
 	})
 }
 
@@ -298,7 +300,10 @@ func openStore(cfg *config.Config, opts Options, log *slog.Logger, reg prometheu
 		return b, nil
 	}
 	redis.SetLogger(store.RedisLogger(log))
-	ro := redisOptions(cfg)
+	ro := redisOptions(cfg, opts.Getenv)
+	if cfg.Redis.PasswordEnv != "" && ro.Password == "" {
+		return nil, fmt.Errorf("redis.password_env: the environment variable %s is empty or not set", cfg.Redis.PasswordEnv)
+	}
 	ro.Logger, ro.Registerer = log, reg
 	rs, err := store.OpenRedis(context.Background(), ro)
 	if err != nil {

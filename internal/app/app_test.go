@@ -786,3 +786,56 @@ func TestReadyzSaysWhy(t *testing.T) {
 		t.Errorf("store: %q", r.Store)
 	}
 }
+
+// Named admin tokens, from a file and from the environment: each signs
+// the changes made with it, in the overrides and in the audit trail.
+func TestNamedAdminTokens(t *testing.T) {
+	t.Parallel()
+	aliceFile := filepath.Join(t.TempDir(), "alice-token")
+	if err := os.WriteFile(aliceFile, []byte("alice-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CI_TOKEN": "ci-token-0123456789abc"}
+	a := newApp(t, fmt.Sprintf("admin: {tokens: [{name: alice, file: %s}, {name: ci, env: CI_TOKEN}]}\n", aliceFile),
+		Options{Getenv: func(k string) string { return env[k] }})
+	serve(t, a)
+	call := func(token, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+a.AdminAddr()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, who := range []struct{ name, token, cidr string }{
+		{"alice", "alice-token-0123456789", "192.0.2.0/24"},
+		{"ci", "ci-token-0123456789abc", "198.51.100.0/24"},
+	} {
+		code, body := call(who.token, "POST", "/api/v1/overrides", `{"match":{"cidr":"`+who.cidr+`"},"registries":["aws"]}`)
+		if code != http.StatusCreated || !strings.Contains(body, `"created_by":"`+who.name+`"`) {
+			t.Errorf("create with %s's token: %d %s", who.name, code, body)
+		}
+	}
+	if code, _ := call("not-a-token-0123456789", "GET", "/api/v1/overrides", ""); code != http.StatusUnauthorized {
+		t.Errorf("an unknown token: %d, want 401", code)
+	}
+	_, audit := call("alice-token-0123456789", "GET", "/api/v1/audit", "")
+	for _, name := range []string{"alice", "ci"} {
+		if !strings.Contains(audit, `"who":"`+name+`"`) {
+			t.Errorf("the audit trail does not name %s: %s", name, audit)
+		}
+	}
+
+	// A variable that is not set is refused at start, naming it.
+	cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, t.TempDir())+"admin: {tokens: [{name: ops, env: OPS_TOKEN}]}\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), "admin.tokens[0] (ops): environment variable OPS_TOKEN") {
+		t.Errorf("a token variable that is not set: %v", err)
+	}
+}

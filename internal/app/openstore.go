@@ -2,6 +2,7 @@ package app
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/reghost/reghost/internal/config"
@@ -27,14 +28,22 @@ func OpenStore(cfg *config.Config, log *slog.Logger, readOnly bool) (store.Store
 	return openStore(cfg, Options{}, log, nil)
 }
 
-// redisOptions are the Redis store's options from cfg.
-func redisOptions(cfg *config.Config) store.RedisOptions {
+// redisOptions are the Redis store's options from cfg; getenv reads
+// redis.password_env's variable (nil: os.Getenv).
+func redisOptions(cfg *config.Config, getenv func(string) string) store.RedisOptions {
 	r := cfg.Redis
 	wait := r.WaitReplicas
 	if wait == 0 {
 		wait = store.WaitAuto
 	} else if wait < 0 {
 		wait = store.WaitNone
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var password string
+	if r.PasswordEnv != "" {
+		password = getenv(r.PasswordEnv)
 	}
 	return store.RedisOptions{
 		URL:                  cfg.Store,
@@ -47,6 +56,8 @@ func redisOptions(cfg *config.Config) store.RedisOptions {
 		ReadTimeout:          r.Timeout,
 		WriteTimeout:         r.Timeout,
 		WaitReplicas:         wait,
+		WaitTimeout:          r.WaitTimeout,
+		Password:             password,
 	}
 }
 
@@ -62,7 +73,7 @@ func OpenDataSets(cfg *config.Config, log *slog.Logger) (*datasync.Client, error
 	if cfg.Store == "" {
 		return nil, nil
 	}
-	opts := redisOptions(cfg)
+	opts := redisOptions(cfg, nil)
 	opts.ReadTimeout, opts.WriteTimeout = max(opts.ReadTimeout, dataTimeout), max(opts.WriteTimeout, dataTimeout)
 	rdb, err := store.NewRedisClient(opts)
 	if err != nil {

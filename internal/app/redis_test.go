@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/reghost/reghost/internal/config"
+	"github.com/reghost/reghost/internal/rules"
 	"github.com/reghost/reghost/internal/store/redistest"
 )
 
@@ -318,5 +320,34 @@ func TestRedisFlushAndRestore(t *testing.T) {
 	}
 	if code, body := b.admin(t, "POST", "/api/v1/overrides", `{"match":{"country":"SE"},"registries":["aws"]}`); code != 201 {
 		t.Errorf("a write after the restore: %d %s", code, body)
+	}
+}
+
+// redis.password_env: the server takes the Redis password from the
+// variable it names, and refuses to start when it is not set.
+func TestRedisPasswordFromEnvironment(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Args("--requirepass", "env-password-0123"))
+	text := fmt.Sprintf(baseConfig+"store: %q\nredis: {password_env: REDIS_PASSWORD}\nhealth_defaults: {enabled: false}\n", t.TempDir(), srv.URL())
+	cfg, err := config.Parse([]byte(text), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"REDIS_PASSWORD": "env-password-0123"}
+	a, err := New(cfg, Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, a)
+	if _, _, err := a.overrides.Create(t.Context(), "admin", rules.Override{Match: rules.Match{CIDR: netip.MustParsePrefix("192.0.2.0/24")}, Registries: []string{"aws"}}); err != nil {
+		t.Fatalf("a write with the password from the environment: %v", err)
+	}
+
+	_, err = New(cfg, Options{Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), "redis.password_env: the environment variable REDIS_PASSWORD is empty or not set") {
+		t.Errorf("REDIS_PASSWORD not set: %v", err)
 	}
 }

@@ -432,3 +432,37 @@ func TestTLSNewErrors(t *testing.T) {
 		}
 	}
 }
+
+// admin.trusted_origins reaches the admin page's cross-origin check, for
+// an ingress that rewrites Host, and a reload changes it.
+func TestAdminTrustedOrigins(t *testing.T) {
+	t.Parallel()
+	const origin = "https://admin.example.com"
+	a := newApp(t, "admin: {trusted_origins: [\""+origin+"\"]}\n", Options{})
+	serve(t, a)
+	signIn := func() int {
+		req, _ := http.NewRequest("POST", "http://"+a.AdminAddr()+"/admin/sign-in", strings.NewReader(url.Values{"token": {a.AdminToken()}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := signIn(); code != http.StatusSeeOther {
+		t.Errorf("sign-in from the trusted origin: %d, want 303", code)
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(baseConfig, a.cfg.DataDir)), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if code := signIn(); code != http.StatusForbidden {
+		t.Errorf("sign-in from an origin no longer trusted: %d, want 403", code)
+	}
+}

@@ -25,13 +25,12 @@ func adminTokens(cfg *config.Config, getenv func(string) string, log *slog.Logge
 	tokens := map[string]string{"admin": admin}
 	seen := map[string]string{admin: "admin"}
 	for i, nt := range cfg.Admin.Tokens {
-		b, err := os.ReadFile(nt.File)
+		t, from, err := namedToken(nt, getenv)
 		if err != nil {
 			return nil, fmt.Errorf("admin.tokens[%d] (%s): %w", i, nt.Name, err)
 		}
-		t := strings.TrimSpace(string(b))
 		if err := checkToken(t); err != nil {
-			return nil, fmt.Errorf("admin.tokens[%d] (%s): %s: %w", i, nt.Name, nt.File, err)
+			return nil, fmt.Errorf("admin.tokens[%d] (%s): %s: %w", i, nt.Name, from, err)
 		}
 		if other, dup := seen[t]; dup {
 			return nil, fmt.Errorf("admin.tokens[%d] (%s): the same token as %s's; each name needs a token of its own", i, nt.Name, other)
@@ -40,6 +39,16 @@ func adminTokens(cfg *config.Config, getenv func(string) string, log *slog.Logge
 		tokens[nt.Name] = t
 	}
 	return tokens, nil
+}
+
+// namedToken reads nt's token from its file or its environment
+// variable, and says which, for messages.
+func namedToken(nt config.NamedToken, getenv func(string) string) (token, from string, err error) {
+	if nt.Env != "" {
+		return strings.TrimSpace(getenv(nt.Env)), "environment variable " + nt.Env, nil
+	}
+	b, err := os.ReadFile(nt.File)
+	return strings.TrimSpace(string(b)), nt.File, err
 }
 
 // adminToken is, in order: the token file, REGHOST_ADMIN_TOKEN, the

@@ -99,12 +99,19 @@ type Admin struct {
 	// TLS turns the admin listener to HTTPS, and optionally to mutual
 	// TLS. Off (plain HTTP) by default.
 	TLS AdminTLS `yaml:"tls"`
+	// TrustedOrigins may make changes on the admin page besides the
+	// origin its requests name in Host ("https://admin.example.com"):
+	// for a proxy or ingress that rewrites Host. Scheme and host, an
+	// optional port, nothing more.
+	TrustedOrigins []string `yaml:"trusted_origins"`
 }
 
-// NamedToken is an admin token kept in a file, and the name it goes by.
+// NamedToken is an admin token, kept in a file or in an environment
+// variable (one of the two), and the name it goes by.
 type NamedToken struct {
 	Name string `yaml:"name"`
 	File string `yaml:"file"`
+	Env  string `yaml:"env"`
 }
 
 // Redis tunes the Redis store (store: redis://...).
@@ -116,6 +123,9 @@ type Redis struct {
 	// connection; SentinelPasswordFile the Sentinels'. Not logged.
 	PasswordFile         string `yaml:"password_file"`
 	SentinelPasswordFile string `yaml:"sentinel_password_file"`
+	// PasswordEnv names an environment variable holding the data nodes'
+	// password, in place of PasswordFile.
+	PasswordEnv string `yaml:"password_env"`
 	// TLS applies with a rediss:// URL.
 	TLS RedisTLS `yaml:"tls"`
 	// ClientName is set on every connection; default reghost-<hostname>.
@@ -124,6 +134,9 @@ type Redis struct {
 	// answered; 0 (default) waits for one when the primary has any, -1
 	// never waits.
 	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait (default 500ms); a write no replica
+	// has within it is answered with an error, though it may be kept.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
 	// Timeout bounds dialling, reading and writing (default 500ms): a
 	// Redis that is down is known within it. Raise it for a slow link
 	// or very large sets (a whole set is read within it).
@@ -173,7 +186,7 @@ func defaults() *Config {
 		RedirectStatus:       307,
 		DataDir:              "data",
 		HealthPanicThreshold: health.DefaultPanicThreshold,
-		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond, WaitTimeout: 500 * time.Millisecond},
 		TLS:                  TLS{ACME: ACME{DirectoryURL: LetsEncrypt}},
 		ClientIP: ClientIP{
 			Header: HeaderXRealIP,

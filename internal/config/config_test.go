@@ -102,7 +102,7 @@ func briefWant() *Config {
 			{Match: rules.Match{Continent: "EU"}, Registries: []string{"k8s"}},
 		},
 		HealthPanicThreshold: 0.5,
-		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond, WaitTimeout: 500 * time.Millisecond},
 	}
 }
 
@@ -144,6 +144,7 @@ func TestExample(t *testing.T) {
 		FastInterval: time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
 	want.HealthPanicThreshold = 0.5
 	want.Admin.Tokens = []NamedToken{}
+	want.Admin.TrustedOrigins = []string{}
 	want.TLS.ACME.Domains = []string{}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(Example()):\n got %+v\nwant %+v", c, want)
@@ -250,7 +251,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Registries:           []rules.Registry{{Name: "only", URL: "https://registry.example", Default: true}},
 		HealthPanicThreshold: 0.5,
-		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond},
+		Redis:                Redis{Prefix: "reghost", Timeout: 500 * time.Millisecond, WaitTimeout: 500 * time.Millisecond},
 		TLS:                  TLS{ACME: ACME{DirectoryURL: LetsEncrypt}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -331,8 +332,11 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested key", "client_ip:\n  header: X-Real-IP\n  heder: X-Real-IP\n", `c.yaml:3: client_ip.heder: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops`},
 		{"unknown match key", "rules:\n  - match: {contry: SE}\n    registries: [a]\n", `c.yaml:2: rules[0].match.contry: unknown key; known keys here: cidr, asn, cloud, region, country, continent`},
 		{"unknown registry key", "registries:\n  - {name: a, url: 'https://a.example', default: true, weight: 2}\n", `c.yaml:2: registries[0].weight: unknown key; known keys here: name, url, default, health`},
-		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file, tokens, tls\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
+		{"unknown key in merge", "admin: &a {token_file: x, tokenfile: y}\nclient_ip: {<<: *a}\n", "c.yaml:1: admin.tokenfile: unknown key; known keys here: token_file, tokens, tls, trusted_origins\nc.yaml:1: client_ip.token_file: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops\nc.yaml:1: client_ip.tokenfile: unknown key; known keys here: header, trusted_proxies, xff_trusted_hops"},
 		{"key twice", "listen: ':1'\nlisten: ':2'\n", `c.yaml:2: listen: set twice; first at line 1`},
+		{"token from a file and a variable", "admin:\n  tokens: [{name: ci, file: /run/ci, env: CI_TOKEN}, {name: ops}]\n", "c.yaml:2: admin.tokens[0]: name the file that holds the token (file) or the environment variable (env), one of the two\nc.yaml:2: admin.tokens[1]: name the file that holds the token (file) or the environment variable (env), one of the two"},
+		{"redis wait timeout and two passwords", "redis: {wait_timeout: 0s, password_file: /run/redis-password, password_env: REDIS_PASSWORD}\n", "c.yaml:1: redis.wait_timeout: 0s: must be more than 0 (default 500ms)\nc.yaml:1: redis.password_env: password_file is set too: keep one"},
+		{"trusted origin without a scheme", "admin:\n  trusted_origins: [admin.example.com, 'https://admin.example.com/admin/']\n", "c.yaml:2: admin.trusted_origins[0]: \"admin.example.com\" is not an origin: write scheme://host[:port], as https://admin.example.com\nc.yaml:2: admin.trusted_origins[1]: \"https://admin.example.com/admin/\" is not an origin: write scheme://host[:port], as https://admin.example.com"},
 		{"cloud_ranges key twice", "cloud_ranges:\n  aws: a\n  aws: b\n", `c.yaml:3: cloud_ranges.aws: set twice; first at line 2`},
 		{"string for list", "registries: a\n", `c.yaml:1: registries: expected a list, got "a"`},
 		{"list for mapping", "client_ip: [X-Real-IP]\n", `c.yaml:1: client_ip: expected a mapping of keys to values, got a list`},

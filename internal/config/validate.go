@@ -163,8 +163,15 @@ func (c *Config) validateAdmin(p *problems) {
 		default:
 			names[t.Name] = i
 		}
-		if t.File == "" {
-			p.at(path+".file", "empty; name the file that holds the token")
+		if (t.File == "") == (t.Env == "") {
+			p.at(path, "name the file that holds the token (file) or the environment variable (env), one of the two")
+		}
+	}
+	for i, o := range c.Admin.TrustedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			p.at(fmt.Sprintf("admin.trusted_origins[%d]", i), "%q is not an origin: write scheme://host[:port], as https://admin.example.com", o)
 		}
 	}
 }
@@ -181,6 +188,12 @@ func (c *Config) validateRedis(p *problems) {
 	}
 	if r.Timeout <= 0 {
 		p.at("redis.timeout", "%v: must be more than 0 (default 500ms)", r.Timeout)
+	}
+	if r.WaitTimeout <= 0 {
+		p.at("redis.wait_timeout", "%v: must be more than 0 (default 500ms)", r.WaitTimeout)
+	}
+	if r.PasswordEnv != "" && r.PasswordFile != "" {
+		p.at("redis.password_env", "password_file is set too: keep one")
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
 		p.at("redis.tls", "cert_file and key_file go together")

@@ -48,6 +48,10 @@ type RedisOptions struct {
 	// Sentinels). It is read, and trimmed, at every new connection, so a
 	// rotated password needs no restart. The URL must then carry none.
 	PasswordFile string
+	// Password is the data nodes' password given as it is (the server
+	// takes it from the variable redis.password_env names), in place of
+	// PasswordFile or a password in the URL.
+	Password string
 	// SentinelPasswordFile holds the Sentinels' password. go-redis has no
 	// hook for the Sentinels' credentials, so it is read once, at open.
 	SentinelPasswordFile string
@@ -316,6 +320,13 @@ func newRedisClient(o RedisOptions, hook redis.Hook) (redisClient, error) {
 		return c, fmt.Errorf("store: Redis TLS files are set but the URL %s is not rediss://", c.where)
 	}
 	var creds func(context.Context) (string, string, error)
+	if o.Password != "" {
+		if o.PasswordFile != "" {
+			return c, fmt.Errorf("store: both a Redis password file and a password are set: keep one")
+		}
+		p := o.Password
+		creds = func(context.Context) (string, string, error) { return "", p, nil }
+	}
 	if o.PasswordFile != "" {
 		if _, err := readSecret(o.PasswordFile); err != nil {
 			return c, err
@@ -341,7 +352,7 @@ func newRedisClient(o RedisOptions, hook redis.Hook) (redisClient, error) {
 		}
 		if creds != nil {
 			if fo.Password != "" {
-				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and a password file or password_env is set too: keep one", c.where)
 			}
 			user := fo.Username
 			fo.CredentialsProviderContext = withUser(user, creds)
@@ -375,7 +386,7 @@ func newRedisClient(o RedisOptions, hook redis.Hook) (redisClient, error) {
 		}
 		if creds != nil {
 			if co.Password != "" {
-				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and a password file or password_env is set too: keep one", c.where)
 			}
 			co.CredentialsProviderContext = withUser(co.Username, creds)
 		}
@@ -404,7 +415,7 @@ func newRedisClient(o RedisOptions, hook redis.Hook) (redisClient, error) {
 		}
 		if creds != nil {
 			if so.Password != "" {
-				return c, fmt.Errorf("store: Redis URL %s has a password and PasswordFile is set: keep one", c.where)
+				return c, fmt.Errorf("store: Redis URL %s has a password and a password file or password_env is set too: keep one", c.where)
 			}
 			so.CredentialsProviderContext = withUser(so.Username, creds)
 		}

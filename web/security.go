@@ -38,5 +38,5 @@ func (h *handler) crossOrigin(w http.ResponseWriter, r *http.Request) {
 		"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "peer", r.RemoteAddr)
 	h.renderError(w, r, http.StatusForbidden, "Refused: this change came from another site",
 		"The request was sent by a page of another origin, so nothing was changed. "+
-			"If you use the admin page through a proxy that changes the Host header, add the address you open it at to the trusted origins.")
+			"If you use the admin page through a proxy that changes the Host header, add the address you open it at to admin.trusted_origins in the config.")
 }

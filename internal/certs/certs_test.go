@@ -556,3 +556,23 @@ func TestSameRefusalReportedOnce(t *testing.T) {
 		t.Errorf("ERROR lines %q; want one for the mismatches, one for the garbage", lines)
 	}
 }
+
+// TestTLSMinimumVersion: TLS 1.2 at least. A TLS 1.1 client is refused
+// in the handshake.
+func TestTLSMinimumVersion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	addr := f.serve(t)
+	for _, tc := range []struct {
+		version uint16
+		ok      bool
+	}{{tls.VersionTLS11, false}, {tls.VersionTLS12, true}, {tls.VersionTLS13, true}} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: f.ca.pool(), ServerName: "localhost", MinVersion: tc.version, MaxVersion: tc.version})
+		if err == nil {
+			conn.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("a %s client: %v, want ok %v", tls.VersionName(tc.version), err, tc.ok)
+		}
+	}
+}

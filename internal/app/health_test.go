@@ -132,11 +132,66 @@ func TestHealthMovesTraffic(t *testing.T) {
 	regs["a"].failing.Store(true)
 	// fall (2) × fast_interval (100 ms) + a timeout (100 ms), and a
 	// probe interval for the first failure to be seen.
+	failedAt := time.Now()
 	took := waitRoute(t, a, "a failing", ip, regs["b"], 2*time.Second)
 	t.Logf("clients left a failing registry after %v", took.Round(time.Millisecond))
+
+	// What an operator reads: the admin API's registry and /readyz.
+	h := registryHealth(t, a, "a")
+	if h.Up || !h.Since.After(failedAt) || !strings.Contains(h.LastError, "500") || h.ErrorClass != "status" ||
+		!h.LastErrorAt.After(failedAt) || len(h.Results) == 0 || h.Results[len(h.Results)-1].OK || h.Transitions != 1 {
+		t.Errorf("GET /api/v1/registries, a failing since %v: %+v", failedAt, h)
+	}
+	var ready Readiness
+	getJSON(t, "http://"+a.PublicAddr()+"/readyz", "", &ready)
+	if ready.Registries != (registriesReady{Up: 2, Probed: 3}) {
+		t.Errorf("/readyz registries with a down: %+v, want 2 up of 3", ready.Registries)
+	}
+
 	regs["a"].failing.Store(false)
 	took = waitRoute(t, a, "a recovered", ip, regs["a"], 2*time.Second)
 	t.Logf("clients came back %v after it recovered", took.Round(time.Millisecond))
+	if h := registryHealth(t, a, "a"); !h.Up || h.Transitions != 2 || !h.Results[len(h.Results)-1].OK {
+		t.Errorf("GET /api/v1/registries, a recovered: %+v", h)
+	}
+}
+
+// registryHealth is the health of the registry named name, as
+// GET /api/v1/registries answers it.
+func registryHealth(t *testing.T, a *App, name string) healthView {
+	t.Helper()
+	var out struct {
+		Registries []struct {
+			Name   string
+			Health *healthView
+		}
+	}
+	getJSON(t, "http://"+a.AdminAddr()+"/api/v1/registries", a.AdminToken(), &out)
+	for _, r := range out.Registries {
+		if r.Name == name && r.Health != nil {
+			return *r.Health
+		}
+	}
+	t.Fatalf("GET /api/v1/registries has no health for %s", name)
+	return healthView{}
+}
+
+// getJSON decodes the JSON answer of a GET, with a bearer token unless
+// it is empty.
+func getJSON(t *testing.T, url, token string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 }
 
 // Every listed registry down while most probed registries are up: the

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reghost/reghost/internal/cloud"
 	"github.com/reghost/reghost/internal/geo"
+	"github.com/reghost/reghost/internal/policy"
 	"github.com/reghost/reghost/internal/rules"
 	"github.com/reghost/reghost/internal/traffic"
 )
@@ -238,6 +240,30 @@ func TestExplainPage(t *testing.T) {
 	resp := e.do("GET", "/admin/explain?ip=not-an-address", nil, c)
 	if body := bodyOf(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "is not an IP address") {
 		t.Errorf("a bad address: %d", resp.StatusCode)
+	}
+
+	// The facts, from MaxMind's test databases and AWS's published ranges.
+	db, err := geo.Open(geo.Config{ASN: "../testdata/maxmind/GeoLite2-ASN-Test.mmdb", Country: "../testdata/maxmind/GeoLite2-Country-Test.mmdb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	table, _, err := cloud.Load(map[string]string{"aws": "../testdata/cloud/aws-ip-ranges.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.engine.SetSources(func(s *policy.Sources) { *s = policy.Sources{ASN: db, Country: db, Cloud: table} })
+	for ip, want := range map[string][]string{
+		"89.160.20.112": {"<dt>AS number</dt><dd>29518</dd>", "<dt>AS organisation</dt><dd>Bredband2 AB</dd>",
+			"<dt>Country</dt><dd>SE</dd>", "<dt>Continent</dt><dd>EU</dd>", "<dt>Cloud</dt><dd>none known</dd>"},
+		"3.132.0.1": {"<dt>Cloud</dt><dd>aws</dd>", "<dt>Region</dt><dd>us-east-2</dd>"},
+	} {
+		body := bodyOf(t, e.do("GET", "/admin/explain?ip="+ip, nil, c))
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("explain %s lacks %s", ip, w)
+			}
+		}
 	}
 }
 

@@ -33,11 +33,12 @@ func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type env struct {
-	cfg   Config
-	h     http.Handler
-	clock *clock
-	store *store.Bolt
-	svc   *overrides.Service
+	cfg    Config
+	h      http.Handler
+	clock  *clock
+	store  *store.Bolt
+	svc    *overrides.Service
+	engine *policy.Engine
 }
 
 func newEnv(t *testing.T, edit func(*Config)) *env {
@@ -67,7 +68,7 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{cfg: cfg, h: h, clock: c, store: st, svc: svc}
+	return &env{cfg: cfg, h: h, clock: c, store: st, svc: svc, engine: eng}
 }
 
 // do serves one request from 192.0.2.1 to the page.

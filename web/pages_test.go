@@ -311,3 +311,39 @@ func TestFieldOf(t *testing.T) {
 		}
 	}
 }
+
+// The audit page shows who changed what, with the override before and
+// after each change, newest first.
+func TestAuditPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	o := rules.Override{ID: "x1", Match: rules.Match{CIDR: netip.MustParsePrefix("192.0.2.0/24")}, Registries: []string{"hub"}}
+	if _, _, err := e.svc.Create(ctx, "alice", o); err != nil {
+		t.Fatal(err)
+	}
+	o.Registries = []string{"k8s"}
+	if _, _, _, err := e.svc.Put(ctx, "bob", o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Delete(ctx, "carol", "x1"); err != nil {
+		t.Fatal(err)
+	}
+	body := bodyOf(t, e.do("GET", "/admin/audit", nil, e.signIn(t)))
+	rows := strings.Split(body, "<tr>")[2:] // the head's row, then the changes'
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3:\n%s", len(rows), body)
+	}
+	for i, want := range []struct{ who, op, before, after string }{
+		{"carol", "delete", `&#34;k8s&#34;`, "<td>—</td>"},
+		{"bob", "replace", `&#34;hub&#34;`, `&#34;k8s&#34;`},
+		{"alice", "create", "<td>—</td>", `&#34;hub&#34;`},
+	} {
+		row := rows[i]
+		cells := strings.Split(row, "</td>")
+		if len(cells) < 6 || !strings.Contains(cells[1], want.who) || !strings.Contains(cells[2], want.op+" <code>x1</code>") ||
+			!strings.Contains(cells[4]+"</td>", want.before) || !strings.Contains(cells[5]+"</td>", want.after) {
+			t.Errorf("row %d, want %+v:\n%s", i, want, row)
+		}
+	}
+}

@@ -300,9 +300,9 @@ func openStore(cfg *config.Config, opts Options, log *slog.Logger, reg prometheu
 		return b, nil
 	}
 	redis.SetLogger(store.RedisLogger(log))
-	ro := redisOptions(cfg, opts.Getenv)
-	if cfg.Redis.PasswordEnv != "" && ro.Password == "" {
-		return nil, fmt.Errorf("redis.password_env: the environment variable %s is empty or not set", cfg.Redis.PasswordEnv)
+	ro, err := redisOptions(cfg, opts.Getenv)
+	if err != nil {
+		return nil, err
 	}
 	ro.Logger, ro.Registerer = log, reg
 	rs, err := store.OpenRedis(context.Background(), ro)

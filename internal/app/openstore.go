@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -29,8 +30,8 @@ func OpenStore(cfg *config.Config, log *slog.Logger, readOnly bool) (store.Store
 }
 
 // redisOptions are the Redis store's options from cfg; getenv reads
-// redis.password_env's variable (nil: os.Getenv).
-func redisOptions(cfg *config.Config, getenv func(string) string) store.RedisOptions {
+// redis.password_env's variable (nil: os.Getenv), which must be set.
+func redisOptions(cfg *config.Config, getenv func(string) string) (store.RedisOptions, error) {
 	r := cfg.Redis
 	wait := r.WaitReplicas
 	if wait == 0 {
@@ -43,7 +44,9 @@ func redisOptions(cfg *config.Config, getenv func(string) string) store.RedisOpt
 	}
 	var password string
 	if r.PasswordEnv != "" {
-		password = getenv(r.PasswordEnv)
+		if password = getenv(r.PasswordEnv); password == "" {
+			return store.RedisOptions{}, fmt.Errorf("redis.password_env: the environment variable %s is empty or not set", r.PasswordEnv)
+		}
 	}
 	return store.RedisOptions{
 		URL:                  cfg.Store,
@@ -58,7 +61,7 @@ func redisOptions(cfg *config.Config, getenv func(string) string) store.RedisOpt
 		WaitReplicas:         wait,
 		WaitTimeout:          r.WaitTimeout,
 		Password:             password,
-	}
+	}, nil
 }
 
 // dataTimeout bounds one Redis command on the data sets: a chunk is a
@@ -73,7 +76,10 @@ func OpenDataSets(cfg *config.Config, log *slog.Logger) (*datasync.Client, error
 	if cfg.Store == "" {
 		return nil, nil
 	}
-	opts := redisOptions(cfg, nil)
+	opts, err := redisOptions(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
 	opts.ReadTimeout, opts.WriteTimeout = max(opts.ReadTimeout, dataTimeout), max(opts.WriteTimeout, dataTimeout)
 	rdb, err := store.NewRedisClient(opts)
 	if err != nil {

@@ -800,15 +800,7 @@ func TestNamedAdminTokens(t *testing.T) {
 		Options{Getenv: func(k string) string { return env[k] }})
 	serve(t, a)
 	call := func(token, method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+a.AdminAddr()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return adminCall(t, a, token, method, path, body)
 	}
 	for _, who := range []struct{ name, token, cidr string }{
 		{"alice", "alice-token-0123456789", "192.0.2.0/24"},

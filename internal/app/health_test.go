@@ -231,17 +231,8 @@ type explained struct {
 
 func explain(t *testing.T, a *App, ip string) explained {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+a.AdminAddr()+"/api/v1/explain?ip="+ip, nil)
-	req.Header.Set("Authorization", "Bearer "+a.AdminToken())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var d explained
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		t.Fatal(err)
-	}
+	getJSON(t, "http://"+a.AdminAddr()+"/api/v1/explain?ip="+ip, a.AdminToken(), &d)
 	return d
 }
 

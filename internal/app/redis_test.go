@@ -61,8 +61,15 @@ health_defaults: {enabled: false}
 // body.
 func (r *replica) admin(t testing.TB, method, path, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+r.AdminAddr()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+sharedToken)
+	return adminCall(t, r.App, sharedToken, method, path, body)
+}
+
+// adminCall calls a's admin API with token and returns the status code
+// and body.
+func adminCall(t testing.TB, a *App, token, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+a.AdminAddr()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {

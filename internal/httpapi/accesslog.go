@@ -195,7 +195,7 @@ func appendJSONString(b []byte, s string) []byte {
 const hexDigits = "0123456789abcdef"
 
 // plain holds the bytes a JSON string holds as they are, printable ASCII
-// but '"' and '\\': a table rather than four comparisons, as
+// but the quote and the backslash: a table rather than four comparisons, as
 // encoding/json's safeSet, because every byte of every access line goes
 // through it, and runs of them are copied at once.
 var plain = func() (t [256]bool) {
